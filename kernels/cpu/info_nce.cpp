@@ -1,0 +1,7 @@
+// TODO(helper): info_nce ops — see kernels/op.h and kernels/ops.h.
+#include "kernels/cpu/cpu_utils.h"
+#include "kernels/ops.h"
+
+namespace larmor {
+void register_info_nce_ops() {}
+}  // namespace larmor

@@ -1,0 +1,7 @@
+// TODO(helper): message_passing ops — see kernels/op.h and kernels/ops.h.
+#include "kernels/cpu/cpu_utils.h"
+#include "kernels/ops.h"
+
+namespace larmor {
+void register_message_passing_ops() {}
+}  // namespace larmor

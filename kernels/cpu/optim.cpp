@@ -1,0 +1,7 @@
+// TODO(helper): AdamWStep op — see kernels/op.h and kernels/ops.h.
+#include "kernels/cpu/cpu_utils.h"
+#include "kernels/ops.h"
+
+namespace larmor {
+void register_optim_ops() {}
+}  // namespace larmor

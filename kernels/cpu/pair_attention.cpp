@@ -1,0 +1,7 @@
+// TODO(helper): pair_attention ops — see kernels/op.h and kernels/ops.h.
+#include "kernels/cpu/cpu_utils.h"
+#include "kernels/ops.h"
+
+namespace larmor {
+void register_pair_attention_ops() {}
+}  // namespace larmor
