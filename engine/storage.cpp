@@ -1,5 +1,7 @@
 #include "engine/storage.h"
 
+#include "engine/cuda_runtime.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -31,6 +33,7 @@ Allocator& allocator_for(DeviceType t) {
   static CpuAllocator cpu;
   if (t == DeviceType::CPU) return cpu;
   Allocator* a = g_allocators[static_cast<int>(t)];
+  if (!a && t == DeviceType::CUDA) a = g_allocators[static_cast<int>(t)] = cuda_allocator();
   if (!a) throw Error("device cuda requested but CUDA is not available (no CUDA build or no GPU/driver found)");
   return *a;
 }
@@ -38,7 +41,8 @@ Allocator& allocator_for(DeviceType t) {
 void register_allocator(DeviceType t, Allocator* a) { g_allocators[static_cast<int>(t)] = a; }
 
 bool device_available(DeviceType t) {
-  return t == DeviceType::CPU || g_allocators[static_cast<int>(t)] != nullptr;
+  if (t == DeviceType::CPU) return true;
+  return g_allocators[static_cast<int>(t)] != nullptr || (t == DeviceType::CUDA && cuda_available());
 }
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
