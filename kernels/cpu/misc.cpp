@@ -1,8 +1,16 @@
 // In-place helpers used by autograd and the optimizers (AccumulateGrad, AdamWStep), plus dropout and
 // the Gaussian distance basis.
+//
+// Dropout draws its mask from Philox (engine/philox.h): element i is kept iff
+// philox_uniform(seed, stream, i) >= p, a pure function of (seed, stream, i). So the mask never has to
+// be stored: the backward is the same Dropout applied to the gradient, and a CUDA kernel reproduces
+// the CPU mask bit for bit. The Gaussian basis is element-wise over (x, k); its backward is a dedicated
+// op that recomputes g and reduces dmean/dstd over x's elements one k per thread (deterministic).
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/node.h"
+#include "engine/philox.h"
 #include "kernels/cpu/cpu_utils.h"
 #include "kernels/ops.h"
 
@@ -27,6 +35,131 @@ void fwd_AccumulateGrad(const std::vector<Tensor>& in, std::vector<Tensor>&, con
   });
 }
 
+// ---- Dropout(x; ints=[training, seed (int64 bits), stream], reals=[p]) -> y ----------------------------------
+std::vector<TensorMeta> infer_Dropout(const std::vector<Tensor>& in, const Attrs& a) {
+  op_expect_float(OpId::Dropout, in, 0);
+  double p = a.f(0);
+  if (!(p >= 0 && p < 1)) op_fail(OpId::Dropout, in, "p must be in [0, 1), got " + std::to_string(p));
+  return {{in[0].shape(), in[0].dtype()}};
+}
+void fwd_Dropout(const std::vector<Tensor>& in, std::vector<Tensor>& out, const Attrs& a) {
+  const double p = a.f(0);
+  const bool active = a.i(0) != 0 && p > 0;
+  const uint64_t seed = static_cast<uint64_t>(a.i(1)), stream = static_cast<uint64_t>(a.i(2));
+  LARMOR_DISPATCH_FLOAT(in[0].dtype(), "Dropout", [&] {
+    const scalar_t* x = cptr<scalar_t>(in[0]);
+    scalar_t* y = mptr<scalar_t>(out[0]);
+    const scalar_t scale = static_cast<scalar_t>(1.0 / (1.0 - p));
+    parallel_for(0, in[0].numel(), kGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        if (!active) {
+          y[i] = x[i];
+          continue;
+        }
+        bool keep = static_cast<double>(philox_uniform(seed, stream, static_cast<uint64_t>(i))) >= p;
+        y[i] = keep ? x[i] * scale : scalar_t(0);
+      }
+    });
+  });
+}
+std::vector<Tensor> bwd_Dropout(const Node& n, const std::vector<Tensor>& g) {
+  return {call_op1(OpId::Dropout, {g[0]}, n.attrs)};  // same attrs: same mask and scale
+}
+
+// ---- GaussianBasis(x (...), mean (K), std (K)) -> (..., K) ---------------------------------------------------
+// g = exp(-z^2 / 2) / (sqrt(2 pi) s), z = (x - mean) / s, s = |std| + 1e-5.
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+constexpr double kStdFloor = 1e-5;
+
+void check_gaussian_inputs(OpId id, const std::vector<Tensor>& in, size_t n) {
+  for (size_t k = 0; k < n; ++k) {
+    op_expect_float(id, in, k);
+    op_expect_same_dtype(id, in, 0, k);
+  }
+  if (in[1].dim() != 1 || in[2].shape() != in[1].shape()) op_fail(id, in, "mean and std must both be (K)");
+}
+std::vector<TensorMeta> infer_GaussianBasis(const std::vector<Tensor>& in, const Attrs&) {
+  check_gaussian_inputs(OpId::GaussianBasis, in, 3);
+  Shape s = in[0].shape();
+  s.push_back(in[1].shape()[0]);
+  return {{s, in[0].dtype()}};
+}
+template <typename T>
+inline T gaussian_value(T x, T mean, T s) {
+  T z = (x - mean) / s;
+  return std::exp(T(-0.5) * z * z) * static_cast<T>(kInvSqrt2Pi) / s;
+}
+void fwd_GaussianBasis(const std::vector<Tensor>& in, std::vector<Tensor>& out, const Attrs&) {
+  int64_t n = in[0].numel(), k = in[1].shape()[0];
+  LARMOR_DISPATCH_FLOAT(in[0].dtype(), "GaussianBasis", [&] {
+    const scalar_t* x = cptr<scalar_t>(in[0]);
+    const scalar_t* mean = cptr<scalar_t>(in[1]);
+    const scalar_t* sd = cptr<scalar_t>(in[2]);
+    scalar_t* y = mptr<scalar_t>(out[0]);
+    parallel_for(0, n, std::max<int64_t>(1, kGrain / std::max<int64_t>(k, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i)
+        for (int64_t j = 0; j < k; ++j)
+          y[i * k + j] = gaussian_value(x[i], mean[j], std::abs(sd[j]) + static_cast<scalar_t>(kStdFloor));
+    });
+  });
+}
+std::vector<Tensor> bwd_GaussianBasis(const Node& n, const std::vector<Tensor>& g) {
+  std::vector<Tensor> r = call_op(OpId::GaussianBasisBackward,
+                                  {n.inputs[0].detach(), n.inputs[1].detach(), n.inputs[2].detach(), g[0]});
+  for (size_t k = 0; k < 3; ++k)
+    if (!n.needs_grad[k]) r[k] = Tensor();
+  return r;
+}
+
+// GaussianBasisBackward(x, mean, std, dy) -> dx, dmean, dstd. With t = dy * g:
+// dx = sum_k -t z / s, dmean_k = sum_i t z / s, dstd_k = sign(std_k) sum_i t (z^2 - 1) / s.
+std::vector<TensorMeta> infer_GaussianBasisBackward(const std::vector<Tensor>& in, const Attrs&) {
+  check_gaussian_inputs(OpId::GaussianBasisBackward, in, 4);
+  Shape s = in[0].shape();
+  s.push_back(in[1].shape()[0]);
+  if (in[3].shape() != s) op_fail(OpId::GaussianBasisBackward, in, "dy must be (..., K) for x (...)");
+  return {{in[0].shape(), in[0].dtype()}, {in[1].shape(), in[0].dtype()}, {in[2].shape(), in[0].dtype()}};
+}
+void fwd_GaussianBasisBackward(const std::vector<Tensor>& in, std::vector<Tensor>& out, const Attrs&) {
+  int64_t n = in[0].numel(), k = in[1].shape()[0];
+  LARMOR_DISPATCH_FLOAT(in[0].dtype(), "GaussianBasisBackward", [&] {
+    const scalar_t* x = cptr<scalar_t>(in[0]);
+    const scalar_t* mean = cptr<scalar_t>(in[1]);
+    const scalar_t* sd = cptr<scalar_t>(in[2]);
+    const scalar_t* dy = cptr<scalar_t>(in[3]);
+    scalar_t* dx = mptr<scalar_t>(out[0]);
+    scalar_t* dmean = mptr<scalar_t>(out[1]);
+    scalar_t* dstd = mptr<scalar_t>(out[2]);
+    auto s_of = [&](int64_t j) { return std::abs(sd[j]) + static_cast<scalar_t>(kStdFloor); };
+    // dx: one element of x per index, summing over k.
+    parallel_for(0, n, std::max<int64_t>(1, kGrain / std::max<int64_t>(k, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        scalar_t acc = 0;
+        for (int64_t j = 0; j < k; ++j) {
+          scalar_t s = s_of(j), z = (x[i] - mean[j]) / s;
+          acc -= dy[i * k + j] * gaussian_value(x[i], mean[j], s) * z / s;
+        }
+        dx[i] = acc;
+      }
+    });
+    // dmean, dstd: one basis function per index, summing over x in order.
+    parallel_for(0, k, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t j = lo; j < hi; ++j) {
+        scalar_t s = s_of(j), am = 0, as = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          scalar_t z = (x[i] - mean[j]) / s;
+          scalar_t t = dy[i * k + j] * gaussian_value(x[i], mean[j], s) / s;
+          am += t * z;
+          as += t * (z * z - scalar_t(1));
+        }
+        scalar_t sign = sd[j] > 0 ? scalar_t(1) : (sd[j] < 0 ? scalar_t(-1) : scalar_t(0));
+        dmean[j] = am;
+        dstd[j] = sign * as;
+      }
+    });
+  });
+}
+
 }  // namespace
 
 void register_misc_ops() {
@@ -36,8 +169,34 @@ void register_misc_ops() {
   acc.num_diff_outputs = 0;
   acc.infer = infer_AccumulateGrad;
   acc.forward[0] = fwd_AccumulateGrad;
+
+  OpDef& dr = mutable_op_def(OpId::Dropout);
+  dr.num_inputs = 1;
+  dr.infer = infer_Dropout;
+  dr.forward[0] = fwd_Dropout;
+  dr.backward = bwd_Dropout;
+
+  OpDef& gb = mutable_op_def(OpId::GaussianBasis);
+  gb.num_inputs = 3;
+  gb.infer = infer_GaussianBasis;
+  gb.forward[0] = fwd_GaussianBasis;
+  gb.backward = bwd_GaussianBasis;
+
+  OpDef& gbb = mutable_op_def(OpId::GaussianBasisBackward);
+  gbb.num_inputs = 4;
+  gbb.num_outputs = 3;
+  gbb.num_diff_outputs = 3;
+  gbb.infer = infer_GaussianBasisBackward;
+  gbb.forward[0] = fwd_GaussianBasisBackward;
 }
 
 void accumulate_(Tensor& dst, const Tensor& src) { call_op(OpId::AccumulateGrad, {dst, src}); }
+
+Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t stream) {
+  return call_op1(OpId::Dropout, {x}, {{training ? 1 : 0, static_cast<int64_t>(seed), static_cast<int64_t>(stream)}, {p}});
+}
+Tensor gaussian_basis(const Tensor& x, const Tensor& mean, const Tensor& std) {
+  return call_op1(OpId::GaussianBasis, {x, mean, std});
+}
 
 }  // namespace larmor
