@@ -112,3 +112,24 @@ OpCaseRegistrar reg([](std::vector<OpCase>& t) {
 
 }  // namespace
 }  // namespace larmor::test
+
+namespace larmor::test {
+namespace {
+// AccumulateGrad is in place (dst += src) and returns nothing; the row returns dst after the call.
+OpCaseRegistrar reg_accumulate([](std::vector<OpCase>& t) {
+  t.push_back(OpCase{"AccumulateGrad in place", {OpId::AccumulateGrad},
+                     [](DType dt) { return Tensors{uniform({3, 5}, -1, 1, 31, dt), uniform({3, 5}, -1, 1, 32, dt)}; },
+                     [](const Tensors& in) {
+                       Tensor dst = in[0].clone();
+                       accumulate_(dst, in[1]);
+                       return Tensors{dst};
+                     },
+                     [](const Tensors& in) {
+                       std::vector<double> a = values(in[0]), b = values(in[1]);
+                       for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
+                       return Tensors{from_values(a, in[0].shape())};
+                     },
+                     {}});
+});
+}  // namespace
+}  // namespace larmor::test
