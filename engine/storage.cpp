@@ -30,8 +30,9 @@ Allocator* g_allocators[kNumDeviceTypes] = {nullptr, nullptr};
 }  // namespace
 
 Allocator& allocator_for(DeviceType t) {
-  static CpuAllocator cpu;
-  if (t == DeviceType::CPU) return cpu;
+  // Never destroyed: tensors held by other statics may be freed after this function's statics die.
+  static CpuAllocator* cpu = new CpuAllocator();
+  if (t == DeviceType::CPU) return *cpu;
   Allocator* a = g_allocators[static_cast<int>(t)];
   if (!a && t == DeviceType::CUDA) a = g_allocators[static_cast<int>(t)] = cuda_allocator();
   if (!a) throw Error("device cuda requested but CUDA is not available (no CUDA build or no GPU/driver found)");
