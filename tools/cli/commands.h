@@ -1,0 +1,11 @@
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace larmor::cli {
+
+inline constexpr const char* kVersion = "0.1.0";
+
+void add_info_command(CLI::App& app);  // build, devices, threads, op table
+void add_demo_command(CLI::App& app);  // the demo job run by tools/demo.sh
+
+}  // namespace larmor::cli
