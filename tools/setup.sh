@@ -11,6 +11,8 @@ PACKAGES=(
   nlohmann-json3-dev   # safetensors headers, configs
   libcli11-dev         # the larmor CLI
   libfmt-dev
+  zlib1g-dev liblzma-dev  # gzip / xz input
+  libopenbabel-dev openbabel  # chemistry input (chem/ob_*.cpp): SMILES/SDF, 3D conformers, MMFF94
 )
 
 missing=()
