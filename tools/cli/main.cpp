@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("larmor ") + larmor::cli::kVersion);
   larmor::cli::add_info_command(app);
   larmor::cli::add_demo_command(app);
+  larmor::cli::add_prepare_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
