@@ -284,8 +284,15 @@ class Builder {
 
   // Aggregate repeats, attach conformers, split. Molecules whose conformer fails are dropped.
   Dataset finish(const PrepareProgress& progress) {
+    // Molecules whose every spectrum was dropped carry no supervision: counted, not kept.
     std::vector<Pending*> order;
-    for (auto& [id, p] : pending_) order.push_back(&p);
+    for (auto& [id, p] : pending_) {
+      if (p.observed.empty() && p.entry.peak_sets.empty()) {
+        count("molecules without any kept spectrum (not kept)");
+        continue;
+      }
+      order.push_back(&p);
+    }
     std::vector<std::string> blocks;
     blocks.reserve(order.size());
     for (Pending* p : order) blocks.push_back(molecule_to_molblock(p->entry.mol));

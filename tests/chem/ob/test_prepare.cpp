@@ -23,14 +23,38 @@ std::string read_file(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// The fixture's last record ends without "$$$$" (allowed); terminate it before appending more records.
+std::string terminated(std::string sd) {
+  if (sd.size() >= 5 && sd.compare(sd.size() - 5, 5, "$$$$\n") == 0) return sd;
+  if (!sd.empty() && sd.back() != '\n') sd.push_back('\n');
+  sd.append("$$$$\n");
+  return sd;
+}
+
 // A data folder with the fixture SD file as NMR8K.sdf.gz and the fixture pb table.
 fs::path fixture_data_dir() {
   fs::path fixtures = fs::path(LARMOR_SOURCE_DIR) / "tests" / "chem" / "fixtures";
   fs::path dir = fs::temp_directory_path() / ("larmor_prepare_" + std::to_string(::getpid()));
   fs::create_directories(dir / "cascade_nmrshiftdb8k");
   fs::create_directories(dir / "nmrshiftdb2_json_pb");
+  // Two more records whose spectra point at a missing atom and at a carbon without H (1H): dropped and reported.
+  const std::string bad_records =
+      "propanone\n  hand-written\n\n  4  3  0  0  0  0  0  0  0  0999 V2000\n"
+      "    0.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n"
+      "    1.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n"
+      "    2.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n"
+      "    1.0000    1.0000    0.0000 O   0  0  0  0  0  0  0  0  0  0  0  0\n"
+      "  1  2  1  0\n  2  3  1  0\n  2  4  2  0\nM  END\n"
+      ">  <nmrshiftdb2 ID>\n900101\n\n>  <Spectrum 13C 0>\n30.8;0.0Q;0|206.6;0.0S;1|30.8;0.0Q;7|\n\n$$$$\n"
+      "propanone\n  hand-written\n\n  4  3  0  0  0  0  0  0  0  0999 V2000\n"
+      "    0.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n"
+      "    1.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n"
+      "    2.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\n"
+      "    1.0000    1.0000    0.0000 O   0  0  0  0  0  0  0  0  0  0  0  0\n"
+      "  1  2  1  0\n  2  3  1  0\n  2  4  2  0\nM  END\n"
+      ">  <nmrshiftdb2 ID>\n900102\n\n>  <Spectrum 1H 0>\n2.17;0.0;1|\n\n$$$$\n";
   std::ofstream(dir / "cascade_nmrshiftdb8k" / "NMR8K.sdf.gz", std::ios::binary)
-      << compress_bytes(read_file(fixtures / "nmrshiftdb_sample.sdf"), Compression::Gzip);
+      << compress_bytes(terminated(read_file(fixtures / "nmrshiftdb_sample.sdf")) + bad_records, Compression::Gzip);
   // The reader detects compression from the bytes, so a plain table under the .xz name reads as plain text.
   fs::copy_file(fixtures / "pb_spectra_sample.tsv", dir / "nmrshiftdb2_json_pb" / "nmrshiftdb2_pb_spectra.tsv.xz",
                 fs::copy_options::overwrite_existing);
@@ -100,6 +124,10 @@ TEST_CASE("prepare: fixtures -> dataset with assigned sites on the right atoms a
   }
   CHECK(predicted >= 1);
   CHECK(malformed >= 1);
+  CHECK(report.exclusions["NMR8K: 13C spectrum dropped: peak points at a missing atom"] == 1);
+  CHECK(report.exclusions["NMR8K: 1H spectrum dropped: peak points at an atom of the wrong element"] == 1);
+  CHECK(by_id.count("nmrshiftdb2:900101") == 0);  // its only spectrum was dropped
+  CHECK(by_id.count("nmrshiftdb2:900102") == 0);
   CHECK(report.problems.size() >= 2);
 
   // The prepared dataset survives its own round trip.
