@@ -1,6 +1,7 @@
 #include "chem/ob_prepare.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -28,6 +29,11 @@ std::string reason_category(const std::string& reason) {
   if (r.compare(0, 12, "nmrshiftdb2:") == 0)
     if (auto c = r.find(": "); c != std::string::npos) r = r.substr(c + 2);
   if (auto q = r.rfind("': "); q != std::string::npos) r = r.substr(q + 3);
+  for (size_t i = 0; i + 2 < r.size(); ++i)  // "too large: 259 atoms" -> "too large"
+    if (r[i] == ':' && r[i + 1] == ' ' && std::isdigit(static_cast<unsigned char>(r[i + 2]))) {
+      r.resize(i);
+      break;
+    }
   size_t cut = r.find_first_of("'\"(");
   if (cut != std::string::npos && cut > 0) r = r.substr(0, cut);
   while (!r.empty() && (r.back() == ' ' || r.back() == ':' || r.back() == ',')) r.pop_back();
