@@ -11,6 +11,7 @@
 #include "chem/nmrshiftdb.h"
 #include "chem/ob_conformer.h"
 #include "chem/ob_molecule.h"
+#include "chem/peak_text.h"
 #include "chem/text_input.h"
 #include "engine/error.h"
 
@@ -24,8 +25,9 @@ using Clock = std::chrono::steady_clock;
 // last clause after a quoted value ("peak 24 '4.6;0.0x': non-numeric intensity" -> "non-numeric
 // intensity"), and cuts at the first parenthesis or quote ("empty 13C spectrum (ID 2002)" -> "empty 13C
 // spectrum").
-std::string reason_category(const std::string& reason) {
+std::string reason_category(const std::string& reason, const std::string& id = "") {
   std::string r = reason;
+  if (!id.empty() && r.compare(0, id.size() + 2, id + ": ") == 0) r = r.substr(id.size() + 2);
   if (r.compare(0, 12, "nmrshiftdb2:") == 0)
     if (auto c = r.find(": "); c != std::string::npos) r = r.substr(c + 2);
   if (auto q = r.rfind("': "); q != std::string::npos) r = r.substr(q + 3);
@@ -288,6 +290,79 @@ class Builder {
     count("31P: molecules with assigned shifts", kept);
   }
 
+  // Literature records (nmrbank CSV): SMILES + free-text 1H/13C peak lists -> unassigned peak sets. 1H
+  // peaks with integrals are expanded to one entry per H (shift = centre of a range), as NMRNet++ does.
+  void read_literature(const std::string& path) {
+    TextReader text = TextReader::open(path);
+    std::vector<std::string> f;
+    int64_t first_line = 0, kept = 0;
+    if (!next_csv_record(text, f, &first_line)) return;
+    auto col = [&](const char* name) {
+      for (size_t i = 0; i < f.size(); ++i)
+        if (f[i] == name) return static_cast<int>(i);
+      throw Error("prepare: " + path + " has no column '" + name + "'");
+    };
+    const int c_id = col("PMC accession number (PMCID)"), c_smiles = col("SMILES"), c_h = col("1H NMR text"),
+              c_c = col("13C NMR text"), c_hcond = col("1H NMR conditions"), c_ccond = col("13C NMR conditions");
+    const std::string base = fs::path(path).stem().string();
+    int64_t row = 0;
+    while (next_csv_record(text, f, &first_line)) {
+      ++row;
+      if (opt_.limit > 0 && kept >= opt_.limit) break;
+      count("literature: records read");
+      const std::string where = base + " line " + std::to_string(first_line);
+      if (static_cast<int>(f.size()) <= std::max({c_id, c_smiles, c_h, c_c, c_hcond, c_ccond})) {
+        exclude("literature", where, "record has too few columns");
+        continue;
+      }
+      const std::string id = "literature:" + base + ":" + std::to_string(row) + ":" + f[c_id];
+      if (f[c_smiles].empty() || f[c_smiles] == "N/A") {
+        count("literature: records without a structure (SMILES N/A)");
+        continue;
+      }
+      Molecule mol;
+      try {
+        mol = molecule_from_smiles(f[c_smiles], id);
+      } catch (const Error& e) {
+        exclude("literature", where, "molecule rejected: " + reason_category(e.what(), id), e.what());
+        continue;
+      }
+      Pending* p = nullptr;
+      bool any = false;
+      for (Nucleus n : {Nucleus::H1, Nucleus::C13}) {
+        if (!wants(n)) continue;
+        const std::string& txt = f[n == Nucleus::H1 ? c_h : c_c];
+        if (txt.empty() || txt == "N/A") continue;
+        PeakText pt = parse_peak_text(txt, n);
+        if (pt.peaks.empty()) {
+          exclude("literature", where, std::string("no ") + nucleus_name(n) + " peaks parsed");
+          continue;
+        }
+        PeakSet set;
+        set.nucleus = n;
+        set.solvent = pt.solvent != Solvent::Unknown ? pt.solvent : parse_solvent(f[n == Nucleus::H1 ? c_hcond : c_ccond]);
+        bool integrals = n == Nucleus::H1;
+        for (const Peak& pk : pt.peaks) integrals = integrals && std::isfinite(pk.intensity) && pk.intensity >= 0.5;
+        for (const Peak& pk : pt.peaks) {
+          double centre = std::isfinite(pk.shift_hi) ? 0.5 * (pk.shift + pk.shift_hi) : pk.shift;
+          int copies = integrals ? static_cast<int>(std::lround(pk.intensity)) : 1;
+          for (int k = 0; k < copies; ++k) {
+            set.shifts.push_back(static_cast<float>(centre));
+            set.mult.push_back(kMultUnknown);
+          }
+        }
+        std::sort(set.shifts.begin(), set.shifts.end());
+        if (!p) p = &pending_for(id, mol, std::nullopt, Source::Literature);
+        if (set.solvent != Solvent::Unknown) p->solvents.insert(static_cast<int>(set.solvent));
+        p->entry.peak_sets.push_back(std::move(set));
+        count(std::string("literature: ") + nucleus_name(n) + " peak sets kept");
+        any = true;
+      }
+      if (any) ++kept;
+    }
+    count("literature: molecules with peak sets", kept);
+  }
+
   // Aggregate repeats, attach conformers, split. Molecules whose conformer fails are dropped.
   Dataset finish(const PrepareProgress& progress) {
     // Molecules whose every spectrum was dropped carry no supervision: counted, not kept.
@@ -373,7 +448,8 @@ std::string source_path(const PrepareOptions& o, const std::string& source) {
   if (source == "pb") return (d / "nmrshiftdb2_json_pb" / "nmrshiftdb2_pb_spectra.tsv.xz").string();
   if (source == "f19") return (d / "nmrshiftdb2_19F_kuhn" / "nmrshiftdb2withsignals_fl.sd").string();
   if (source == "p31") return (d / "nmrshiftdb2_json_pb" / "nmrshiftdb2_pb_31P_singleP.tsv").string();
-  throw Error("prepare: unknown source '" + source + "' (expected nmr8k, pb, f19 or p31)");
+  if (source == "literature") return (d / "nmrbank_literature_dev" / "train_1000.csv").string();
+  throw Error("prepare: unknown source '" + source + "' (expected nmr8k, pb, f19, p31 or literature)");
 }
 
 }  // namespace
@@ -407,6 +483,12 @@ Dataset prepare_dataset(const PrepareOptions& o, PrepareReport& report, const Pr
     if (src == "f19") b.read_sd(source_path(o, src), Source::F19, "19F");
     if (src == "pb") b.read_pb(source_path(o, src));
     if (src == "p31") b.read_p31(source_path(o, src));
+    if (src == "literature") {
+      // Both files of the literature set (train_1000.csv, dev_1022.csv); the split is ours, by structure.
+      fs::path dir = fs::path(source_path(o, src)).parent_path();
+      for (const char* file : {"train_1000.csv", "dev_1022.csv"})
+        if (fs::exists(dir / file)) b.read_literature((dir / file).string());
+    }
     if (progress.end) progress.end();
   }
   report.seconds_parse = seconds_since(t0);

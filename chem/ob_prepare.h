@@ -7,7 +7,8 @@
 //      over repeated spectra.
 //   2. pb spectra table: unassigned peak sets per nmrshiftdb2 ID (predicted excluded); molecules already
 //      read from an SD source get the peak sets added, others are built from the SMILES.
-//   3. 31P single-P table: the one 31P shift is assigned to the molecule's single P atom.
+//   3. 31P single-P table: the one 31P shift is assigned to the molecule's single P atom; literature records
+//      (nmrbank CSV): free-text 1H/13C peak lists -> unassigned peak sets (1H expanded by integral).
 //   4. 3-D conformers for every kept molecule (chem/ob_conformer.h, worker processes on all cores).
 //   5. The split (chem/split.h: InChIKey first block, seeded 80/10/10) is the same pure function for every
 //      source, so no test molecule ever appears in training in assigned or unassigned form.
@@ -25,7 +26,7 @@ namespace larmor::chem {
 
 struct PrepareOptions {
   std::string data_dir = "../shared/data";
-  std::vector<std::string> sources = {"nmr8k", "pb"};  // nmr8k, pb, f19, p31
+  std::vector<std::string> sources = {"nmr8k", "pb"};  // nmr8k, pb, f19, p31, literature
   std::vector<Nucleus> nuclei = {Nucleus::C13, Nucleus::H1};
   uint64_t seed = 1;           // split seed (conformer seed too)
   int workers = 0;             // conformer worker processes; <= 0: all cores

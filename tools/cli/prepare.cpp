@@ -120,7 +120,7 @@ void add_prepare_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("prepare", "Build the prepared NMR dataset (molecules, 3-D conformers, shifts, peak sets, split)");
   cmd->add_option("--data", a->data, "folder with the NMRShiftDB2-derived sources")->capture_default_str();
   cmd->add_option("--out", a->out, "output dataset (safetensors)")->capture_default_str();
-  cmd->add_option("--sources", a->sources, "comma-separated: nmr8k, pb, f19, p31")->capture_default_str();
+  cmd->add_option("--sources", a->sources, "comma-separated: nmr8k, pb, f19, p31, literature")->capture_default_str();
   cmd->add_option("--nuclei", a->nuclei, "comma-separated: 13C, 1H, 19F, 31P")->capture_default_str();
   cmd->add_option("--seed", a->seed, "split and conformer seed")->capture_default_str();
   cmd->add_option("--workers", a->workers, "conformer worker processes (0: all cores)")->capture_default_str();
