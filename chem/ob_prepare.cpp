@@ -352,6 +352,14 @@ class Builder {
           }
         }
         std::sort(set.shifts.begin(), set.shifts.end());
+        int sites = 0;
+        for (const Atom& a : mol.atoms) sites += a.element == nucleus_element(n);
+        if (static_cast<int>(set.shifts.size()) > sites) {
+          // Rotamer doubling, mixtures or stray numbers in the text: not a set of this molecule's sites.
+          exclude("literature", where, std::string(nucleus_name(n)) + " spectrum has more peaks than the molecule has sites",
+                  std::to_string(set.shifts.size()) + " peaks, " + std::to_string(sites) + " sites");
+          continue;
+        }
         if (!p) p = &pending_for(id, mol, std::nullopt, Source::Literature);
         if (set.solvent != Solvent::Unknown) p->solvents.insert(static_cast<int>(set.solvent));
         p->entry.peak_sets.push_back(std::move(set));

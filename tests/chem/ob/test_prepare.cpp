@@ -162,3 +162,36 @@ TEST_CASE("prepare: on real NMR8K records, indices map onto the right atoms and 
     CHECK(it->second == e.split);
   }
 }
+
+TEST_CASE("prepare: literature records become unassigned 1H/13C peak sets (1H counted per H)") {
+  fs::path data(LARMOR_SHARED_DATA);
+  if (!fs::exists(data / "nmrbank_literature_dev" / "train_1000.csv")) {
+    MESSAGE("shared data not found at " << data << ": skipped");
+    return;
+  }
+  PrepareOptions o;
+  o.data_dir = data.string();
+  o.sources = {"literature"};
+  o.limit = 20;
+  o.conformer_steps = 50;
+  PrepareReport report;
+  Dataset ds = prepare_dataset(o, report);
+  CHECK(ds.entries.size() >= 12);
+  int64_t sets = 0;
+  for (const DatasetEntry& e : ds.entries) {
+    CHECK(e.sources == source_bit(Source::Literature));
+    CHECK(e.assigned.empty());
+    int hydrogens = 0, carbons = 0;
+    for (const Atom& a : e.mol.atoms) {
+      hydrogens += a.element == 1;
+      carbons += a.element == 6;
+    }
+    for (const PeakSet& ps : e.peak_sets) {
+      ++sets;
+      CHECK(std::is_sorted(ps.shifts.begin(), ps.shifts.end()));
+      if (ps.nucleus == Nucleus::H1) CHECK(static_cast<int>(ps.shifts.size()) <= hydrogens);  // expanded by integral
+      if (ps.nucleus == Nucleus::C13) CHECK(static_cast<int>(ps.shifts.size()) <= carbons);
+    }
+  }
+  CHECK(sets >= 20);
+}
