@@ -8,5 +8,6 @@ inline constexpr const char* kVersion = "0.1.0";
 void add_info_command(CLI::App& app);  // build, devices, threads, op table
 void add_demo_command(CLI::App& app);  // the demo job run by tools/demo.sh
 void add_prepare_command(CLI::App& app);  // build the prepared dataset (Open Babel)
+void add_train_command(CLI::App& app);    // train shift, eval shift (train.cpp)
 
 }  // namespace larmor::cli

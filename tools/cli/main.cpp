@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   larmor::cli::add_info_command(app);
   larmor::cli::add_demo_command(app);
   larmor::cli::add_prepare_command(app);
+  larmor::cli::add_train_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
