@@ -15,29 +15,15 @@
 #include "layers/basic.h"
 #include "layers/checkpoint.h"
 #include "layers/safetensors.h"
+#include "tests/test_util.h"
 
 using namespace larmor;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    dir = fs::temp_directory_path() / ("larmor_ckpt_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using test::TempDir;
+using test::read_bytes;
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -84,7 +70,7 @@ std::map<std::string, Tensor> sample_tensors() {
 }  // namespace
 
 TEST_CASE("safetensors: round trip of every dtype and the metadata is bit for bit") {
-  TempDir tmp;
+  TempDir tmp("ckpt");
   std::string path = tmp.file("all.safetensors");
   auto tensors = sample_tensors();
   std::map<std::string, std::string> meta = {{"config", R"({"dim": 32, "name": "x"})"}, {"step", "123"}, {"empty", ""}};
@@ -109,7 +95,7 @@ TEST_CASE("safetensors: round trip of every dtype and the metadata is bit for bi
 }
 
 TEST_CASE("safetensors: the byte layout follows the spec") {
-  TempDir tmp;
+  TempDir tmp("ckpt");
   std::string path = tmp.file("layout.safetensors");
   auto tensors = sample_tensors();
   save_safetensors(path, tensors, {{"k", "v"}});
@@ -145,7 +131,7 @@ TEST_CASE("safetensors: the byte layout follows the spec") {
 }
 
 TEST_CASE("safetensors: damaged files are clear errors naming the file") {
-  TempDir tmp;
+  TempDir tmp("ckpt");
   std::string good = tmp.file("good.safetensors");
   save_safetensors(good, sample_tensors(), {{"k", "v"}});
   const std::string bytes = read_bytes(good);
@@ -214,7 +200,7 @@ struct Net : Module {
 }  // namespace
 
 TEST_CASE("checkpoint: modules and optimizer state round trip; mismatches are listed") {
-  TempDir tmp;
+  TempDir tmp("ckpt");
   std::string path = tmp.file("net.safetensors");
   Net a(4, 1);
   Tensor rm = a.bn->running_mean();

@@ -19,6 +19,7 @@
 #include "chem/split.h"
 #include "engine/error.h"
 #include "layers/safetensors.h"
+#include "tests/test_util.h"
 
 using namespace larmor;
 using namespace larmor::chem;
@@ -26,23 +27,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    dir = fs::temp_directory_path() / ("larmor_dataset_test_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using test::TempDir;
+using test::read_bytes;
 
 Atom atom(uint8_t z, int32_t self, int32_t heavy, int32_t sym, uint8_t degree, uint8_t num_h,
           Hybridization hyb = Hybridization::SP3) {
@@ -240,7 +226,7 @@ void check_rejected(const std::string& path, const std::string& what) {
 }  // namespace
 
 TEST_CASE("dataset: save/load round trip is exact in every field") {
-  TempDir tmp;
+  TempDir tmp("dataset_test");
   Dataset ds = sample();
   std::string path = tmp.file("ds.safetensors");
   save_dataset(path, ds);
@@ -263,7 +249,7 @@ TEST_CASE("dataset: save/load round trip is exact in every field") {
 }
 
 TEST_CASE("dataset: the file is plain safetensors with the documented names and shapes") {
-  TempDir tmp;
+  TempDir tmp("dataset_test");
   Dataset ds = sample();
   std::string path = tmp.file("ds.safetensors");
   save_dataset(path, ds);
@@ -320,7 +306,7 @@ TEST_CASE("dataset: the file is plain safetensors with the documented names and 
 }
 
 TEST_CASE("dataset: damaged or foreign files are rejected with the file's name") {
-  TempDir tmp;
+  TempDir tmp("dataset_test");
   std::string good = tmp.file("good.safetensors");
   save_dataset(good, sample());
 
@@ -376,7 +362,7 @@ TEST_CASE("dataset: damaged or foreign files are rejected with the file's name")
 }
 
 TEST_CASE("dataset: save refuses inconsistent entries, naming the entry") {
-  TempDir tmp;
+  TempDir tmp("dataset_test");
   std::string path = tmp.file("bad.safetensors");
   auto rejects = [&](Dataset ds, const std::string& what) {
     INFO("expecting '", what, "'");

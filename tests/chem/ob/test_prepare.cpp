@@ -11,6 +11,7 @@
 #include "chem/dataset.h"
 #include "chem/ob_prepare.h"
 #include "chem/text_input.h"
+#include "tests/test_util.h"
 
 using namespace larmor;
 using namespace larmor::chem;
@@ -18,10 +19,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // The fixture's last record ends without "$$$$" (allowed); terminate it before appending more records.
 std::string terminated(std::string sd) {
@@ -54,7 +51,7 @@ fs::path fixture_data_dir() {
       "  1  2  1  0\n  2  3  1  0\n  2  4  2  0\nM  END\n"
       ">  <nmrshiftdb2 ID>\n900102\n\n>  <Spectrum 1H 0>\n2.17;0.0;1|\n\n$$$$\n";
   std::ofstream(dir / "cascade_nmrshiftdb8k" / "NMR8K.sdf.gz", std::ios::binary)
-      << compress_bytes(terminated(read_file(fixtures / "nmrshiftdb_sample.sdf")) + bad_records, Compression::Gzip);
+      << compress_bytes(terminated(test::read_bytes((fixtures / "nmrshiftdb_sample.sdf").string())) + bad_records, Compression::Gzip);
   // The reader detects compression from the bytes, so a plain table under the .xz name reads as plain text.
   fs::copy_file(fixtures / "pb_spectra_sample.tsv", dir / "nmrshiftdb2_json_pb" / "nmrshiftdb2_pb_spectra.tsv.xz",
                 fs::copy_options::overwrite_existing);
