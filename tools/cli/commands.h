@@ -9,5 +9,6 @@ void add_info_command(CLI::App& app);  // build, devices, threads, op table
 void add_demo_command(CLI::App& app);  // the demo job run by tools/demo.sh
 void add_prepare_command(CLI::App& app);  // build the prepared dataset (Open Babel)
 void add_train_command(CLI::App& app);    // train shift, eval shift (train.cpp)
+void add_predict_command(CLI::App& app);  // predict shifts with a trained model (predict.cpp)
 
 }  // namespace larmor::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   larmor::cli::add_demo_command(app);
   larmor::cli::add_prepare_command(app);
   larmor::cli::add_train_command(app);
+  larmor::cli::add_predict_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
