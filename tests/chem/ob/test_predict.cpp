@@ -163,7 +163,7 @@ TEST_CASE("predict: one 13C per carbon, one 1H per H, equivalent atoms share the
   }
 }
 
-TEST_CASE("predict: deterministic, given coordinates are used as they are") {
+TEST_CASE("predict: deterministic; given coordinates are used as they are") {
   ShiftPredictor a(tiny_model()), b(tiny_model());
   const ShiftPrediction p = a.predict_smiles("CC(C)Cc1ccc(cc1)C(C)C(=O)O");  // ibuprofen
   const ShiftPrediction q = b.predict_smiles("CC(C)Cc1ccc(cc1)C(C)C(=O)O");
@@ -261,7 +261,7 @@ TEST_CASE("predict: CSV columns and 0-based indices, JSON and SDF output") {
   CHECK(back.has_3d());
 }
 
-TEST_CASE("predict: missing or foreign model file, nucleus without a head") {
+TEST_CASE("predict: missing or foreign model file; nucleus without a head") {
   CHECK_THROWS_WITH_AS(ShiftPredictor("/nonexistent/model.safetensors"),
                        doctest::Contains("/nonexistent/model.safetensors"), Error);
   test::TempDir dir("predict_bad");
