@@ -612,6 +612,10 @@ void warm_up() {
     if (!proto) continue;
     OpenBabel::OBForceField* ff = proto->MakeNewInstance();
     if (ff) {
+      // A fresh instance's log level and stream are not initialised: silence it before Setup writes to them.
+      static std::ostringstream sink;
+      ff->SetLogFile(&sink);
+      ff->SetLogLevel(OBFF_LOGLVL_NONE);
       ff->Setup(mol);
       delete ff;
     }

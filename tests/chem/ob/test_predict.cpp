@@ -17,59 +17,15 @@
 #include "chem/ob_predict.h"
 #include "chem/shift_training.h"
 #include "engine/error.h"
+#include "tests/chem/shift_fixtures.h"
 #include "tests/test_util.h"
 
 using namespace larmor;
 using namespace larmor::chem;
 
 namespace {
+using test::chain_entry;
 
-// Zig-zag chain of n carbons (optionally ending in O) with explicit H and shifts that depend on the structure.
-DatasetEntry chain_entry(int n, bool oxygen, Split split) {
-  DatasetEntry e;
-  e.split = split;
-  Molecule& m = e.mol;
-  m.id = "chain" + std::to_string(n) + (oxygen ? "o" : "");
-  const int heavy = n + (oxygen ? 1 : 0);
-  for (int i = 0; i < heavy; ++i) {
-    Atom a;
-    a.element = (oxygen && i == heavy - 1) ? 8 : 6;
-    a.heavy = i;
-    a.symmetry_class = i;
-    m.atoms.push_back(a);
-    m.coords.push_back({1.25f * i, (i % 2) ? 0.85f : 0.0f, 0.0f});
-    if (i > 0) m.bonds.push_back({i - 1, i});
-  }
-  std::vector<int> nb(heavy, 0);
-  for (int i = 0; i < heavy; ++i) nb[i] = (i > 0) + (i + 1 < heavy);
-  for (int i = 0; i < heavy; ++i) {
-    const int nh = (m.atoms[i].element == 8 ? 2 : 4) - nb[i];
-    for (int k = 0; k < nh; ++k) {
-      Atom h;
-      h.element = 1;
-      h.heavy = i;
-      h.symmetry_class = heavy + i;
-      const int32_t idx = static_cast<int32_t>(m.atoms.size());
-      m.atoms.push_back(h);
-      const float ang = 2.1f * k + 0.5f * i;
-      m.coords.push_back({1.25f * i + 0.3f * std::cos(ang), ((i % 2) ? 0.85f : 0.0f) + (i % 2 ? 0.9f : -0.9f),
-                          1.0f * std::sin(ang)});
-      m.bonds.push_back({i, idx});
-      ++m.atoms[i].num_h;
-    }
-    m.atoms[i].degree = static_cast<uint8_t>(nb[i] + m.atoms[i].num_h);
-  }
-  for (int i = 0; i < heavy; ++i) {
-    const bool next_to_o = oxygen && (i == heavy - 2);
-    if (m.atoms[i].element == 6)
-      e.assigned.push_back({i, Nucleus::C13, 8.0f + 9.0f * nb[i] + (next_to_o ? 40.0f : 0.0f), 1});
-    if (m.atoms[i].num_h > 0)
-      e.assigned.push_back({i, Nucleus::H1, 0.8f + 0.4f * nb[i] + (next_to_o ? 2.5f : 0.0f), 1});
-  }
-  e.solvent = Solvent::CDCl3;
-  e.sources = source_bit(Source::NMR8K);
-  return e;
-}
 
 // Trains once per process (a few seconds) and returns the checkpoint path.
 const std::string& tiny_model() {

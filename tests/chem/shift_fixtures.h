@@ -1,0 +1,62 @@
+// A hand-built training fixture shared by the shift training and prediction tests: small molecules with
+// 3-D coordinates and shifts that depend on their structure, so a tiny model can learn them in seconds.
+#pragma once
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "chem/dataset.h"
+
+namespace larmor::test {
+
+using namespace larmor::chem;
+
+inline // A zig-zag chain of n carbons (optionally ending in an O) with explicit H; 13C shift = 8 + 9 * (heavy
+// neighbours) + 4 * (O neighbour), 1H (on its heavy atom) = 0.8 + 0.4 * (heavy neighbours) + 2 * (on C next to O).
+DatasetEntry chain_entry(int n, bool oxygen, Split split) {
+  DatasetEntry e;
+  e.split = split;
+  Molecule& m = e.mol;
+  m.id = "chain" + std::to_string(n) + (oxygen ? "o" : "");
+  const int heavy = n + (oxygen ? 1 : 0);
+  for (int i = 0; i < heavy; ++i) {
+    Atom a;
+    a.element = (oxygen && i == heavy - 1) ? 8 : 6;
+    a.heavy = i;
+    a.symmetry_class = i;
+    m.atoms.push_back(a);
+    m.coords.push_back({1.25f * i, (i % 2) ? 0.85f : 0.0f, 0.0f});
+    if (i > 0) m.bonds.push_back({i - 1, i});
+  }
+  std::vector<int> nb(heavy, 0);
+  for (int i = 0; i < heavy; ++i) nb[i] = (i > 0) + (i + 1 < heavy);
+  for (int i = 0; i < heavy; ++i) {
+    const int nh = (m.atoms[i].element == 8 ? 2 : 4) - nb[i];
+    for (int k = 0; k < nh; ++k) {
+      Atom h;
+      h.element = 1;
+      h.heavy = i;
+      h.symmetry_class = heavy + i;
+      const int32_t idx = static_cast<int32_t>(m.atoms.size());
+      m.atoms.push_back(h);
+      const float ang = 2.1f * k + 0.5f * i;
+      m.coords.push_back({1.25f * i + 0.3f * std::cos(ang), ((i % 2) ? 0.85f : 0.0f) + (i % 2 ? 0.9f : -0.9f),
+                          1.0f * std::sin(ang)});
+      m.bonds.push_back({i, idx});
+      ++m.atoms[i].num_h;
+    }
+    m.atoms[i].degree = static_cast<uint8_t>(nb[i] + m.atoms[i].num_h);
+  }
+  for (int i = 0; i < heavy; ++i) {
+    const bool next_to_o = oxygen && (i == heavy - 2);
+    if (m.atoms[i].element == 6)
+      e.assigned.push_back({i, Nucleus::C13, 8.0f + 9.0f * nb[i] + (next_to_o ? 40.0f : 0.0f), 1});
+    if (m.atoms[i].num_h > 0)
+      e.assigned.push_back({i, Nucleus::H1, 0.8f + 0.4f * nb[i] + (next_to_o ? 2.5f : 0.0f) + (m.atoms[i].element == 8 ? 1.0f : 0.0f), 1});
+  }
+  e.solvent = (n % 2) ? Solvent::CDCl3 : Solvent::DMSO;
+  e.sources = source_bit(Source::NMR8K);
+  return e;
+}
+
+}  // namespace larmor::test
