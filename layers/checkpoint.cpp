@@ -61,4 +61,19 @@ std::map<std::string, std::string> load_checkpoint(const std::string& path, Modu
   return f.metadata;
 }
 
+size_t export_checkpoint(const std::string& in, const std::string& out, StoredFloat f32_as,
+                         const std::map<std::string, std::string>& extra_metadata) {
+  SafetensorsFile f = load_safetensors(in);
+  if (f.metadata.count("format") == 0 || f.metadata.at("format") != "larmor-checkpoint-1")
+    throw Error("export_checkpoint: '" + in + "' is not a larmor checkpoint (no format metadata)");
+  std::map<std::string, Tensor> weights;
+  for (auto& [name, t] : f.tensors)
+    if (!is_optim_key(name)) weights.emplace(name, t);
+  std::map<std::string, std::string> meta = f.metadata;
+  for (const auto& [k, v] : extra_metadata) meta[k] = v;
+  meta["stored_float"] = stored_float_name(f32_as);
+  save_safetensors(out, weights, meta, f32_as);
+  return weights.size();
+}
+
 }  // namespace larmor

@@ -9,6 +9,7 @@
 
 #include "layers/module.h"
 #include "layers/optim.h"
+#include "layers/safetensors.h"
 
 namespace larmor {
 
@@ -20,5 +21,11 @@ void save_checkpoint(const std::string& path, const Module& module, const std::m
 // optimizer is given, restores its state (which must then be in the file). Returns the metadata.
 // Throws a larmor::Error naming the file and listing missing, unexpected and mismatched tensors.
 std::map<std::string, std::string> load_checkpoint(const std::string& path, Module& module, AdamW* optimizer = nullptr);
+
+// A weights-only copy for shipping: every tensor of `in` except the optimizer state ("optim.*"), F32
+// tensors stored as `f32_as` (F16/BF16 halve the file; they load back as F32), the metadata kept and
+// `extra_metadata` added (it may overwrite keys). Returns the number of tensors written. Atomic.
+size_t export_checkpoint(const std::string& in, const std::string& out, StoredFloat f32_as,
+                         const std::map<std::string, std::string>& extra_metadata = {});
 
 }  // namespace larmor

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -32,6 +33,63 @@ const char* st_dtype(DType t) {
     case DType::I64: return "I64";
   }
   return "?";
+}
+
+// Half-precision storage: F32 tensors may be written as IEEE binary16 ("F16") or bfloat16 ("BF16") to
+// halve a shipped model's size; they are read back as F32 (the engine computes in f32/f64 only).
+uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN stays NaN
+  u += 0x7fffu + ((u >> 16) & 1u);                                                     // round to nearest even
+  return static_cast<uint16_t>(u >> 16);
+}
+
+float bf16_to_f32(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  const uint32_t absu = u & 0x7fffffffu;
+  if (absu > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (absu >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520: inf
+  if (absu < 0x38800000u) {                                                // below 2^-14: subnormal or 0
+    if (absu < 0x33000000u) return static_cast<uint16_t>(sign);             // below half the smallest subnormal
+    const uint32_t mant = (absu & 0x7fffffu) | 0x800000u;
+    const int shift = 126 - static_cast<int>(absu >> 23);  // value / 2^-24 = mant * 2^-shift, shift in [14, 24]
+    const uint32_t dropped = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
+    uint32_t r = mant >> shift;
+    if (dropped > half || (dropped == half && (r & 1u))) ++r;
+    return static_cast<uint16_t>(sign | r);
+  }
+  uint32_t r = ((absu >> 13) - (112u << 10));  // rebias exponent 127 -> 15, keep 10 mantissa bits
+  const uint32_t dropped = absu & 0x1fffu;
+  if (dropped > 0x1000u || (dropped == 0x1000u && (r & 1u))) ++r;  // may carry into the exponent: still right
+  return static_cast<uint16_t>(sign | r);
+}
+
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  uint32_t u;
+  if (exp == 0) {
+    if (mant == 0) u = sign;
+    else {  // subnormal: mant * 2^-24
+      const float v = static_cast<float>(mant) * 5.9604644775390625e-8f;
+      std::memcpy(&u, &v, 4);
+      u |= sign;
+    }
+  } else if (exp == 31) u = sign | 0x7f800000u | (mant << 13);
+  else u = sign | ((exp + 112u) << 23) | (mant << 13);
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
 }
 
 bool parse_dtype(const std::string& s, DType* out) {
@@ -62,20 +120,55 @@ void write_all(int fd, const void* data, size_t n, const std::string& tmp) {
 
 }  // namespace
 
+const char* stored_float_name(StoredFloat s) {
+  switch (s) {
+    case StoredFloat::F32: return "f32";
+    case StoredFloat::F16: return "f16";
+    case StoredFloat::BF16: return "bf16";
+  }
+  return "?";
+}
+
+StoredFloat parse_stored_float(const std::string& name) {
+  if (name == "f32" || name == "F32") return StoredFloat::F32;
+  if (name == "f16" || name == "F16") return StoredFloat::F16;
+  if (name == "bf16" || name == "BF16") return StoredFloat::BF16;
+  throw Error("unknown storage dtype '" + name + "' (f32, f16 or bf16)");
+}
+
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata, StoredFloat f32_as) {
   // Header first: offsets follow the (sorted) map order.
   json header = json::object();
-  std::vector<Tensor> host;
+  std::vector<std::string> blobs;  // the bytes of each tensor as stored
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     if (name.empty() || name == "__metadata__") fail("save_safetensors", path, "invalid tensor name '" + name + "'");
     if (!t.defined()) fail("save_safetensors", path, "tensor '" + name + "' is undefined");
     Tensor h = t.to(Device::cpu());
-    uint64_t n = h.nbytes();
-    header[name] = {{"dtype", st_dtype(h.dtype())}, {"shape", h.shape()}, {"data_offsets", {offset, offset + n}}};
+    std::string blob;
+    std::string dtype = st_dtype(h.dtype());
+    if (h.dtype() == DType::F32 && f32_as != StoredFloat::F32) {
+      const float* v = h.data<float>();
+      const int64_t n = h.numel();
+      bool fits = true;
+      if (f32_as == StoredFloat::F16)
+        for (int64_t i = 0; i < n && fits; ++i) fits = !std::isfinite(v[i]) || std::fabs(v[i]) <= 65504.0f;
+      if (fits) {  // a tensor outside the f16 range stays f32
+        blob.resize(static_cast<size_t>(n) * 2);
+        for (int64_t i = 0; i < n; ++i) {
+          const uint16_t b = f32_as == StoredFloat::F16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
+          blob[2 * i] = static_cast<char>(b & 0xff);
+          blob[2 * i + 1] = static_cast<char>(b >> 8);
+        }
+        dtype = f32_as == StoredFloat::F16 ? "F16" : "BF16";
+      }
+    }
+    if (blob.empty() && h.nbytes() > 0) blob.assign(static_cast<const char*>(h.raw_data()), h.nbytes());
+    const uint64_t n = blob.size();
+    header[name] = {{"dtype", dtype}, {"shape", h.shape()}, {"data_offsets", {offset, offset + n}}};
     offset += n;
-    host.push_back(h);
+    blobs.push_back(std::move(blob));
   }
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::string text = header.dump();
@@ -90,7 +183,7 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
     for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(hlen >> (8 * i));
     write_all(fd, len, 8, tmp);
     write_all(fd, text.data(), text.size(), tmp);
-    for (const Tensor& h : host) write_all(fd, h.raw_data(), h.nbytes(), tmp);
+    for (const std::string& b : blobs) write_all(fd, b.data(), b.size(), tmp);
     if (::fsync(fd) != 0) fail("save_safetensors", tmp, std::string("fsync failed: ") + std::strerror(errno));
   } catch (...) {
     ::close(fd);
@@ -151,6 +244,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
     std::string name;
     Shape shape;
     DType dtype;
+    int half = 0;  // 0: stored as dtype; 16: stored F16; 17: stored BF16 (both read into F32)
   };
   std::vector<Entry> metas;
   for (auto it = header.begin(); it != header.end(); ++it) {
@@ -168,9 +262,11 @@ SafetensorsFile load_safetensors(const std::string& path) {
     if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
       fail(fn, path, where + "entry needs dtype, shape and data_offsets");
     if (!e["dtype"].is_string()) fail(fn, path, where + "dtype is not a string");
-    DType dt;
+    DType dt = DType::F32;
     std::string ds = e["dtype"].get<std::string>();
-    if (!parse_dtype(ds, &dt)) fail(fn, path, where + "unsupported dtype '" + ds + "' (larmor reads F32, F64, I32, I64)");
+    const int half = ds == "F16" ? 16 : ds == "BF16" ? 17 : 0;
+    if (!half && !parse_dtype(ds, &dt))
+      fail(fn, path, where + "unsupported dtype '" + ds + "' (larmor reads F32, F64, I32, I64, and F16/BF16 as F32)");
     const json& js = e["shape"];
     if (!js.is_array()) fail(fn, path, where + "shape is not an array");
     Shape shape;
@@ -191,12 +287,12 @@ SafetensorsFile load_safetensors(const std::string& path) {
     if (en > data_size)
       fail(fn, path, where + "data_offsets end " + std::to_string(en) + " is past the end of the data section (" +
                          std::to_string(data_size) + " bytes): file truncated?");
-    unsigned __int128 expect = numel * dtype_size(dt);
+    unsigned __int128 expect = numel * (half ? 2 : dtype_size(dt));
     if (en - b != expect)
       fail(fn, path, where + "data_offsets span " + std::to_string(en - b) + " bytes but " + ds + js.dump() + " needs " +
                          (numel > data_size ? std::string("more than the file holds") : std::to_string(static_cast<uint64_t>(expect))));
     spans.push_back({b, en, name});
-    metas.push_back({name, shape, dt});
+    metas.push_back({name, shape, dt, half});
   }
   std::sort(spans.begin(), spans.end(), [](const Span& x, const Span& y) {
     return x.begin != y.begin ? x.begin < y.begin : x.end < y.end;
@@ -209,10 +305,25 @@ SafetensorsFile load_safetensors(const std::string& path) {
   }
   if (pos != data_size)
     fail(fn, path, "data section is " + std::to_string(data_size) + " bytes but the tensors cover " + std::to_string(pos));
-  for (const Entry& m : metas) out.tensors.emplace(m.name, Tensor::empty(m.shape, m.dtype));
+  std::map<std::string, int> half_of;
+  for (const Entry& m : metas) {
+    out.tensors.emplace(m.name, Tensor::empty(m.shape, m.dtype));
+    half_of[m.name] = m.half;
+  }
   for (const Span& s : spans) {
     Tensor& t = out.tensors.at(s.name);
-    if (s.end > s.begin) std::memcpy(t.raw_data(), data + s.begin, s.end - s.begin);
+    if (s.end == s.begin) continue;
+    const int half = half_of.at(s.name);
+    if (!half) {
+      std::memcpy(t.raw_data(), data + s.begin, s.end - s.begin);
+      continue;
+    }
+    const auto* src = reinterpret_cast<const unsigned char*>(data + s.begin);
+    float* dst = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const uint16_t b = static_cast<uint16_t>(src[2 * i] | (src[2 * i + 1] << 8));
+      dst[i] = half == 16 ? f16_to_f32(b) : bf16_to_f32(b);
+    }
   }
   return out;
 }

@@ -130,6 +130,50 @@ TEST_CASE("safetensors: the byte layout follows the spec") {
   CHECK(static_cast<unsigned char>(data[b]) == 0x00);
 }
 
+TEST_CASE("safetensors: f32 stored as F16 / BF16 has the IEEE bit patterns and loads back as f32") {
+  TempDir tmp("ckpt");
+  // Values with known encodings (IEEE 754 binary16 and bfloat16 tables, round to nearest even):
+  //   1 -> 3C00 / 3F80; -2 -> C000 / C000; 0.1 -> 2E66 (0.0999755859375) / 3DCD (0.10009765625);
+  //   65504 (f16 max) -> 7BFF / 477F (65280); 2^-24 (smallest f16 subnormal) -> 0001 / 3380;
+  //   2^-25 (a tie between 0 and 2^-24: even is 0) -> 0000 / 3300; 1 + 2^-11 (a tie: even is 1) -> 3C00 / 3F80.
+  const std::vector<float> values = {1.0f, -2.0f, 0.1f, 65504.0f, 0x1p-24f, 0x1p-25f, 1.0f + 0x1p-11f};
+  const std::vector<uint16_t> f16 = {0x3C00, 0xC000, 0x2E66, 0x7BFF, 0x0001, 0x0000, 0x3C00};
+  const std::vector<uint16_t> bf16 = {0x3F80, 0xC000, 0x3DCD, 0x4780, 0x3380, 0x3300, 0x3F80};
+  for (StoredFloat kind : {StoredFloat::F16, StoredFloat::BF16}) {
+    INFO(stored_float_name(kind));
+    const std::vector<uint16_t>& bits = kind == StoredFloat::F16 ? f16 : bf16;
+    std::map<std::string, Tensor> tensors = {
+        {"w", Tensor::from_vector<float>(values, {7})},
+        {"big", Tensor::from_vector<float>({1.0f, 1e6f}, {2})},  // outside the f16 range
+        {"idx", Tensor::from_vector<int64_t>({3, -4}, {2})}};  // integers are never converted
+    const std::string path = tmp.file(std::string(stored_float_name(kind)) + ".safetensors");
+    save_safetensors(path, tensors, {}, kind);
+    const std::string bytes = read_bytes(path);
+    uint64_t n = 0;
+    for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+    const nlohmann::json h = nlohmann::json::parse(bytes.substr(8, n));
+    CHECK(h["w"]["dtype"] == (kind == StoredFloat::F16 ? "F16" : "BF16"));
+    CHECK(h["big"]["dtype"] == (kind == StoredFloat::F16 ? "F32" : "BF16"));
+    CHECK(h["idx"]["dtype"] == "I64");
+    const std::string data = bytes.substr(8 + n);
+    const uint64_t b = h["w"]["data_offsets"][0];
+    for (size_t i = 0; i < values.size(); ++i) {
+      const uint16_t got = static_cast<uint16_t>(static_cast<unsigned char>(data[b + 2 * i]) |
+                                                 (static_cast<unsigned char>(data[b + 2 * i + 1]) << 8));
+      CHECK_MESSAGE(got == bits[i], "value " << values[i]);
+    }
+    const SafetensorsFile f = load_safetensors(path);
+    REQUIRE(f.tensors.at("w").dtype() == DType::F32);
+    const std::vector<float> back = f.tensors.at("w").to_vector<float>();
+    const std::vector<float> expect_f16 = {1.0f, -2.0f, 0.0999755859375f, 65504.0f, 0x1p-24f, 0.0f, 1.0f};
+    const std::vector<float> expect_bf16 = {1.0f, -2.0f, 0.10009765625f, 65536.0f, 0x1p-24f, 0x1p-25f, 1.0f};
+    CHECK(back == (kind == StoredFloat::F16 ? expect_f16 : expect_bf16));
+    CHECK(f.tensors.at("idx").to_vector<int64_t>() == std::vector<int64_t>{3, -4});
+    CHECK(f.tensors.at("big").to_vector<float>()[1] == (kind == StoredFloat::F16 ? 1e6f : 999424.0f));
+  }
+  CHECK_THROWS_WITH_AS(parse_stored_float("f8"), doctest::Contains("f8"), Error);
+}
+
 TEST_CASE("safetensors: damaged files are clear errors naming the file") {
   TempDir tmp("ckpt");
   std::string good = tmp.file("good.safetensors");
@@ -168,7 +212,7 @@ TEST_CASE("safetensors: damaged files are clear errors naming the file") {
     expect_load_error(p, what);
   };
   std::string d16(16, '\0');
-  check(R"({"a": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}})", std::string(4, '\0'), "unsupported dtype 'BF16'");
+  check(R"({"a": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})", std::string(2, '\0'), "unsupported dtype 'F8_E4M3'");
   check(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
         d16.substr(0, 12), "overlaps");
   check(R"({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", d16.substr(0, 8), "needs 12");
