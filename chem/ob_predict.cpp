@@ -11,6 +11,7 @@
 #include "chem/features.h"
 #include "chem/ob_molecule.h"
 #include "chem/shift_training.h"
+#include "chem/svg_plots.h"
 #include "engine/error.h"
 #include "engine/tensor.h"
 
@@ -334,6 +335,38 @@ std::string format_sdf(const ShiftPrediction& p) {
   if (!m.smiles.empty()) s += "> <SMILES>\n" + m.smiles + "\n\n";
   s += std::string("> <Solvent>\n") + chem::solvent_name(p.solvent) + "\n\n";
   return s + "$$$$\n";
+}
+
+std::string format_svg(const ShiftPrediction& p, Nucleus nucleus) {
+  const Molecule& m = p.molecule;
+  std::vector<chem::SpectrumStick> sticks;
+  for (const ShiftGroup& g : p.groups) {
+    if (g.nucleus != nucleus) continue;
+    const bool h = nucleus == Nucleus::H1;
+    std::string label;
+    for (size_t k = 0; k < g.heavy_atoms.size(); ++k) {
+      const int32_t i = g.heavy_atoms[k];
+      if (k) label += ',';
+      label += chem::element_symbol(m.atoms.at(static_cast<size_t>(i)).element);
+      label += std::to_string(i);
+    }
+    if (h) {
+      label += " (";
+      label += std::to_string(g.atoms.size());
+      label += "H)";
+    }
+    sticks.push_back({g.shift_ppm, static_cast<double>(g.atoms.size()), label});
+  }
+  const int element = chem::nucleus_element(nucleus);
+  if (sticks.empty()) {
+    for (const chem::Atom& a : m.atoms)
+      if (a.element == element)
+        predict_fail(std::string("format_svg: ") + prediction_name(p) + " has no predicted " +
+                     chem::nucleus_name(nucleus) + " shifts (nucleus not requested)");
+  }
+  std::string title = prediction_name(p) + ": predicted " + chem::nucleus_name(nucleus) + " shifts";
+  if (p.solvent != chem::Solvent::Unknown) title += std::string(" (") + chem::solvent_name(p.solvent) + ")";
+  return chem::stick_spectrum_svg(sticks, chem::nucleus_name(nucleus), title);
 }
 
 }  // namespace larmor

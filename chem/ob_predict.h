@@ -109,5 +109,11 @@ std::string format_json(const ShiftPrediction& p);
 // "Spectrum 13C 0" = "shift;0.0<S|D|T|Q>;atomIdx|..." (one peak per carbon) and "Spectrum 1H 0" =
 // "shift;0.0;heavyAtomIdx|..." (one peak per H, on its heavy atom, as NMRShiftDB2 lists 1H), ending "$$$$".
 std::string format_sdf(const ShiftPrediction& p);
+// SVG stick spectrum of one nucleus (chem/svg_plots.h): one stick per symmetry group at its shift, height =
+// the number of atoms of that nucleus in the group; labels name atoms as format_table does, 0-based:
+// 13C (and 19F, 31P) by the atoms themselves ("C3", "C2,C6"), 1H by the heavy atoms carrying the H with the
+// H count ("C0 (3H)", "C2,C6 (2H)"). Throws larmor::Error when the molecule has atoms of that nucleus but
+// the prediction has none (the nucleus was not requested).
+std::string format_svg(const ShiftPrediction& p, chem::Nucleus nucleus);
 
 }  // namespace larmor

@@ -2,11 +2,19 @@
 // (--input, SMILES or SDF, '-' = stdin) with a trained shift model. A thin wrapper over larmor::ShiftPredictor
 // (chem/ob_predict.h), which also owns the output formats, so this file only parses flags, loops over the
 // records and decides the exit code: a bad record is reported on stderr with its record number and skipped;
-// the command fails only when every record failed (or on bad arguments / a missing model).
+// the command fails only when every record failed (or on bad arguments / a missing model). --svg PATH writes
+// stick spectra; the file names only grow the parts needed to tell them apart (the nucleus when several
+// are requested, the record number when the input holds several records), so the first record's figures
+// are held until the reader shows whether a second record exists.
+#include <cctype>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/error.h"
 #include "tools/cli/commands.h"
@@ -20,15 +28,53 @@ namespace larmor::cli {
 namespace {
 
 struct PredictArgs {
-  std::string model, smiles, sdf, input, nucleus = "both", solvent = "unknown", format = "table";
+  std::string model, smiles, sdf, input, nucleus = "both", solvent = "unknown", format = "table", svg;
 };
 
 #ifdef LARMOR_WITH_OPENBABEL
+// The solvent flag is strict (a typo must not silently select another solvent): the canonical names and a
+// few common spellings, case-insensitive.
 chem::Solvent solvent_arg(const std::string& s) {
-  if (s.empty() || s == "unknown" || s == "none") return chem::Solvent::Unknown;
-  const chem::Solvent v = chem::parse_solvent(s);
-  if (v == chem::Solvent::Unknown || (v == chem::Solvent::Other && s != "other" && s != "Other")) throw Error("predict: unknown solvent '" + s + "' (CDCl3, DMSO-d6, CD3OD, ...)");
-  return v;
+  std::string k;
+  for (char c : s) k += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (k.empty() || k == "unknown" || k == "none") return chem::Solvent::Unknown;
+  static const std::pair<const char*, chem::Solvent> names[] = {
+      {"cdcl3", chem::Solvent::CDCl3},       {"chloroform", chem::Solvent::CDCl3},  {"chloroform-d", chem::Solvent::CDCl3},
+      {"dmso-d6", chem::Solvent::DMSO},      {"dmso", chem::Solvent::DMSO},         {"cd3od", chem::Solvent::CD3OD},
+      {"methanol-d4", chem::Solvent::CD3OD}, {"methanol", chem::Solvent::CD3OD},    {"meod", chem::Solvent::CD3OD},
+      {"acetone-d6", chem::Solvent::Acetone}, {"acetone", chem::Solvent::Acetone},  {"d2o", chem::Solvent::D2O},
+      {"water", chem::Solvent::D2O},         {"c6d6", chem::Solvent::C6D6},         {"benzene-d6", chem::Solvent::C6D6},
+      {"benzene", chem::Solvent::C6D6},      {"other", chem::Solvent::Other}};
+  for (const auto& [name, v] : names)
+    if (k == name) return v;
+  throw Error("predict: unknown solvent '" + s + "' (CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6, other or unknown)");
+}
+
+// One stick spectrum waiting to be written: which record and nucleus, and the SVG text.
+struct PendingSvg {
+  int64_t record = 0;
+  chem::Nucleus nucleus = chem::Nucleus::C13;
+  std::string text;
+};
+
+// spectrum.svg -> spectrum_3_13C.svg: the record number (multi-record input) and the nucleus (several
+// nuclei) inserted before the extension.
+std::string svg_path(const std::string& base, int64_t record, bool number_records, chem::Nucleus nucleus,
+                     bool name_nucleus) {
+  const std::filesystem::path p(base);
+  std::string stem = p.stem().string();
+  if (number_records) stem += "_" + std::to_string(record);
+  if (name_nucleus) stem += std::string("_") + chem::nucleus_name(nucleus);
+  return (p.parent_path() / (stem + p.extension().string())).string();
+}
+
+void write_svg(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  if (!f) throw Error("predict: cannot write SVG '" + path + "'");
+  f << text;
+  f.close();
+  if (!f) throw Error("predict: error writing SVG '" + path + "'");
+  std::fprintf(stderr, "larmor predict: wrote %s\n", path.c_str());
 }
 
 void run_predict(const PredictArgs& a) {
@@ -56,16 +102,34 @@ void run_predict(const PredictArgs& a) {
   else
     reader = std::make_unique<chem::MoleculeReader>(a.input);
 
+  int nuclei_requested = 0;
+  for (bool b : nuclei) nuclei_requested += b;
+  std::vector<PendingSvg> pending;  // the first record's spectra until a second record shows up
+  int64_t records = 0;
+  auto flush_svgs = [&](bool number_records) {
+    for (const PendingSvg& s : pending)
+      write_svg(svg_path(a.svg, s.record, number_records, s.nucleus, nuclei_requested > 1), s.text);
+    pending.clear();
+  };
+
   int64_t ok = 0, failed = 0;
   bool first_json = true;
   if (a.format == "csv") std::fputs(csv_header().c_str(), stdout);
   if (a.format == "json") std::fputs("[\n", stdout);
   chem::MoleculeRecord rec;
   while (reader->next(rec)) {
+    if (++records == 2) flush_svgs(true);
     std::string text;
+    std::vector<PendingSvg> svgs;
     try {
       if (!rec.ok()) throw Error(rec.error);
       const ShiftPrediction p = predictor.predict(*rec.molecule, solvent, nuclei);
+      if (!a.svg.empty())
+        for (int n = 0; n < chem::kNumNuclei; ++n)
+          if (nuclei[n]) {
+            const auto nuc = static_cast<chem::Nucleus>(n);
+            svgs.push_back({rec.number, nuc, format_svg(p, nuc)});
+          }
       if (a.format == "table") text = format_table(p) + "\n";
       else if (a.format == "csv") text = format_csv_rows(p);
       else if (a.format == "sdf") text = format_sdf(p);
@@ -79,7 +143,10 @@ void run_predict(const PredictArgs& a) {
     ++ok;
     std::fputs(text.c_str(), stdout);
     std::fflush(stdout);
+    for (PendingSvg& s : svgs) pending.push_back(std::move(s));
+    if (records > 1) flush_svgs(true);
   }
+  flush_svgs(records > 1);
   if (a.format == "json") std::fputs("\n]\n", stdout);
   if (ok == 0)
     throw Error("predict: no molecule predicted (" + std::to_string(failed) + " record" + (failed == 1 ? "" : "s") +
@@ -103,6 +170,9 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("--solvent", a->solvent, "CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6 or unknown")
       ->capture_default_str();
   cmd->add_option("--format", a->format, "table, csv, json or sdf")->capture_default_str();
+  cmd->add_option("--svg", a->svg,
+                  "write the predicted stick spectrum as SVG to this path (spectrum.svg; with several nuclei "
+                  "spectrum_13C.svg, ...; with several records spectrum_3_13C.svg, ...)");
   cmd->callback([a] {
 #ifdef LARMOR_WITH_OPENBABEL
     run_predict(*a);

@@ -231,3 +231,49 @@ TEST_CASE("predict: missing or foreign model file; nucleus without a head") {
                        Error);
   CHECK_THROWS_AS(parse_nucleus_set("13X"), Error);
 }
+
+TEST_CASE("predict: SVG stick spectrum has one stick per symmetry group") {
+  ShiftPredictor pred(tiny_model());
+  const ShiftPrediction p = pred.predict_smiles("CCCCC", Solvent::CDCl3);  // pentane: 3 carbon classes
+  // each stick: <line ... y1=".." ... y2=".." class="stick"><title>LABEL: PPM ppm</title>
+  struct Stick {
+    std::string title;
+    double height;
+  };
+  auto sticks_of = [](const std::string& svg) {
+    std::vector<Stick> v;
+    const std::string key = "class=\"stick\"><title>";
+    for (size_t at = svg.find(key); at != std::string::npos; at = svg.find(key, at + 1)) {
+      const size_t begin = svg.rfind("<line", at);
+      auto num = [&](const std::string& a) { return std::stod(svg.substr(svg.find(a + "=\"", begin) + a.size() + 2)); };
+      const size_t t0 = at + key.size();
+      v.push_back({svg.substr(t0, svg.find("</title>", t0) - t0), num("y1") - num("y2")});
+    }
+    return v;
+  };
+  for (Nucleus n : {Nucleus::C13, Nucleus::H1}) {
+    std::vector<const ShiftGroup*> groups;
+    for (const ShiftGroup& g : p.groups)
+      if (g.nucleus == n) groups.push_back(&g);
+    const std::vector<Stick> s = sticks_of(format_svg(p, n));
+    REQUIRE(s.size() == groups.size());
+    for (size_t k = 0; k < s.size(); ++k) {
+      // sticks in group order; height proportional to the atoms in the group
+      CHECK(s[k].height / s[0].height ==
+            doctest::Approx(static_cast<double>(groups[k]->atoms.size()) / static_cast<double>(groups[0]->atoms.size()))
+                .epsilon(0.005));  // coordinates are written to 0.1 px
+      const double ppm = std::stod(s[k].title.substr(s[k].title.find(": ") + 2));
+      CHECK(ppm == doctest::Approx(groups[k]->shift_ppm).epsilon(0.01));
+    }
+    if (n == Nucleus::C13) {
+      REQUIRE(s.size() == 3);
+      CHECK(s[0].title.rfind("C0,C4: ", 0) == 0);
+      CHECK(s[1].title.rfind("C1,C3: ", 0) == 0);
+      CHECK(s[2].title.rfind("C2: ", 0) == 0);
+    } else {
+      CHECK(s[0].title.rfind("C0,C4 (6H): ", 0) == 0);  // 1H labelled by heavy atom, as format_table
+    }
+  }
+  const ShiftPrediction c_only = pred.predict_smiles("CCCCC", Solvent::CDCl3, parse_nucleus_set("13C"));
+  CHECK_THROWS_WITH_AS(format_svg(c_only, Nucleus::H1), doctest::Contains("not requested"), Error);
+}
