@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "chem/shift_pretrain.h"
 #include "engine/error.h"
 #include "layers/checkpoint.h"
 #include "layers/optim.h"
@@ -69,7 +70,7 @@ ShiftDataOptions data_options_from_json(const json& j) {
 
 // The options that determine the trajectory of a run: a resumed run must agree on all of them.
 json run_options_json(const ShiftTrainOptions& o) {
-  return {{"epochs", o.epochs},
+  json j = {{"epochs", o.epochs},
           {"lr", o.lr},
           {"end_lr", o.end_lr},
           {"warmup_fraction", o.warmup_fraction},
@@ -84,6 +85,8 @@ json run_options_json(const ShiftTrainOptions& o) {
           {"solvent", o.solvent},
           {"seed", o.seed},
           {"bucket_batches", o.bucket_batches}};
+  if (o.steps > 0) j["steps"] = o.steps;  // only when set, so runs from before the option still resume
+  return j;
 }
 
 ShiftDataOptions data_options_for(const ShiftTrainOptions& o) {
@@ -295,6 +298,7 @@ ShiftEvalReport evaluate_shift(ShiftModel& model, const ShiftDataset& data, cons
               continue;
             }
             rep.assigned[n].add(err);
+            rep.assigned_pairs[n].emplace_back(q[k], p[k]);
             rep.assigned_by_solvent[solvent_name(e.solvent)][n].add(err);
           }
           if (kind == 0 && n == static_cast<int>(Nucleus::C13) && p.size() == 1) {
@@ -391,6 +395,7 @@ ShiftTrainResult train_shift(const Dataset& dataset, const ShiftTrainOptions& o,
   };
   if (o.out_dir.empty()) train_fail("no output directory");
   if (o.epochs < 1) train_fail("--epochs must be >= 1");
+  if (o.steps < 0) train_fail("--steps must be >= 0");
   if (!(o.lr > 0)) train_fail("--lr must be positive");
   if (o.batch_labelled < 1 || o.batch_unlabelled < 1) train_fail("batch sizes must be >= 1");
   if (o.warmup_fraction < 0 || o.warmup_fraction >= 1) train_fail("warmup fraction must be in [0, 1)");
@@ -446,7 +451,9 @@ ShiftTrainResult train_shift(const Dataset& dataset, const ShiftTrainOptions& o,
   if (bpe == 0)
     train_fail(std::string("no batches in mode ") + sampler_mode_name(o.mode) + " (" + std::to_string(train.stats().labelled) +
                " labelled, " + std::to_string(train.stats().unlabelled) + " unlabelled training molecules)");
-  const int64_t total = bpe * o.epochs;
+  // A step budget (--steps) fixes the schedule length; the epochs are then as many as it takes.
+  const int64_t epochs = o.steps > 0 ? (o.steps + bpe - 1) / bpe : o.epochs;
+  const int64_t total = o.steps > 0 ? o.steps : bpe * o.epochs;
 
   ShiftModel model(cfg, o.seed);
   AdamWOptions ao;
@@ -481,6 +488,10 @@ ShiftTrainResult train_shift(const Dataset& dataset, const ShiftTrainOptions& o,
     message("resuming from " + res.last_path + " at step " + std::to_string(step) + " (epoch " +
             std::to_string(start_epoch + 1) + ", batch " + std::to_string(start_batch) + ")");
   }
+  if (!o.init_from.empty() && !o.resume) {
+    const std::vector<std::string> fresh = init_from_pretrained(model, o.init_from);
+    message("initialised from " + o.init_from + " (" + std::to_string(fresh.size()) + " tensors not in it start fresh)");
+  }
   message("training " + std::to_string(train.size()) + " molecules (" + std::to_string(train.stats().labelled) +
           " labelled), validating on " + std::to_string(valid.size()) + "; " + std::to_string(bpe) +
           " batches/epoch, " + std::to_string(total) + " steps, " + std::to_string(model.num_parameters()) +
@@ -499,6 +510,7 @@ ShiftTrainResult train_shift(const Dataset& dataset, const ShiftTrainOptions& o,
         {"dropout_step", std::to_string(model.dropout_step())},
         {"best_score", std::isnan(best) ? "" : fmt(best, 10)},
     };
+    if (!o.init_from.empty()) md["init_from"] = o.init_from;
     for (int i = 0; i < kNumNuclei; ++i)
       if (o.nuclei[i] && !std::isnan(res.last_val_mae[i]))
         md[std::string("val_mae_") + nucleus_name(static_cast<Nucleus>(i))] = fmt(res.last_val_mae[i], 6);
@@ -509,7 +521,7 @@ ShiftTrainResult train_shift(const Dataset& dataset, const ShiftTrainOptions& o,
   model.train();
   const auto t0 = std::chrono::steady_clock::now();
   bool first = true, stopped = false;
-  for (int64_t epoch = start_epoch; epoch < o.epochs && !stopped; ++epoch) {
+  for (int64_t epoch = start_epoch; epoch < epochs && !stopped; ++epoch) {
     const auto batches = sampler.epoch(epoch);
     int64_t epoch_mols = 0, done_mols = 0;
     for (const auto& b : batches) epoch_mols += static_cast<int64_t>(b.size());
@@ -529,6 +541,7 @@ ShiftTrainResult train_shift(const Dataset& dataset, const ShiftTrainOptions& o,
     }
     const auto te = std::chrono::steady_clock::now();
     for (; bi < static_cast<int64_t>(batches.size()); ++bi) {
+      if (step >= total) break;  // the step budget ends inside this (last) epoch: validate and finish
       if (o.max_steps > 0 && step >= o.max_steps) {
         stopped = true;
         break;
@@ -591,7 +604,7 @@ ShiftTrainResult train_shift(const Dataset& dataset, const ShiftTrainOptions& o,
       v.best = true;
     }
     std::ostringstream m;
-    m << "epoch " << epoch + 1 << "/" << o.epochs << " done in " << fmt(epoch_s, 1) << " s";
+    m << "epoch " << epoch + 1 << "/" << epochs << " done in " << fmt(epoch_s, 1) << " s";
     for (int i = 0; i < kNumNuclei; ++i)
       if (o.nuclei[i]) m << ", valid MAE " << nucleus_name(static_cast<Nucleus>(i)) << " " << fmt(v.val_mae[i], 4);
     m << (v.best ? " (best)" : "");

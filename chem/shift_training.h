@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "chem/dataset.h"
@@ -48,6 +49,8 @@ struct ShiftTrainOptions {
   std::string config = "small";                    // resolve_shift_config; ignored when model_config is set
   std::optional<ShiftModelConfig> model_config;    // C++ API / tests: the config itself
   int64_t epochs = 10;
+  int64_t steps = 0;                               // > 0: a step budget: the schedule is this long and the run
+                                                   // ends there (epochs then ceil(steps / batches per epoch))
   double lr = 3e-4;                                // peak
   double end_lr = 0.0;
   double warmup_fraction = 0.03;                   // of the schedule's steps
@@ -66,6 +69,8 @@ struct ShiftTrainOptions {
   int64_t checkpoint_every = 500;                  // steps between periodic last.safetensors (0: epoch ends only)
   int64_t eval_batch = 32;
   int64_t bucket_batches = 100;
+  std::string init_from;                           // a pretrained checkpoint (train pretrain): its backbone
+                                                   // weights are copied before the first step (not on resume)
 };
 
 // What the training loop reports to its caller (the CLI draws a progress bar from it).
@@ -112,6 +117,9 @@ struct ShiftEvalReport {
   std::array<ErrorStats, kNumNuclei> unassigned{};  // sorted-set MAE over unassigned sets
   std::map<std::string, std::array<ErrorStats, kNumNuclei>> assigned_by_solvent;  // solvent name ->
   std::map<std::string, ErrorStats> carbon_by_type;  // assigned 13C: "CH3", "CH2", "CH", "C", "aromatic"
+  // Every assigned comparison (reference ppm, predicted ppm), in the order they were added (for parity
+  // plots and error histograms); 1H pairs are the sorted pairs of each H segment.
+  std::array<std::vector<std::pair<double, double>>, kNumNuclei> assigned_pairs;
   std::string table() const;                        // readable text
   std::string to_json() const;
 };

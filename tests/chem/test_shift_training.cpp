@@ -175,3 +175,43 @@ TEST_CASE("shift training: bad inputs give clear errors") {
   std::filesystem::remove_all(std::filesystem::temp_directory_path() /
                               ("larmor_shift_training_" + std::to_string(getpid())));
 }
+
+TEST_CASE("shift training: a step budget fixes the schedule and ends mid-epoch with a validation") {
+  const Dataset ds = tiny_dataset();
+  // 7 training molecules in batches of 3: 3 batches per epoch; a budget of 7 steps = 2 full epochs + 1 batch.
+  ShiftTrainOptions o = tiny_options(temp_dir("budget"), 0.1);
+  o.steps = 7;
+  o.warmup_fraction = 0.0;
+  std::vector<double> lrs;
+  int validations = 0;
+  const ShiftTrainResult r = train_shift(ds, o, [&](const ShiftTrainEvent& e) {
+    if (e.kind == ShiftTrainEvent::Kind::Step) lrs.push_back(e.lr);
+    if (e.kind == ShiftTrainEvent::Kind::Validation) ++validations;
+  });
+  CHECK(r.steps == 7);
+  REQUIRE(lrs.size() == 7);
+  CHECK(validations == 3);  // after epochs 1, 2 and the partial third
+  CHECK(r.epochs_done == 3);
+  // linear decay to 0 over exactly 7 steps: lr(step) = peak * (1 - step / 7)
+  for (size_t i = 0; i < lrs.size(); ++i) CHECK(lrs[i] == doctest::Approx(o.lr * (1.0 - static_cast<double>(i + 1) / 7.0)));
+  // resuming a budgeted run from a checkpoint after 4 steps ends with the same weights
+  ShiftTrainOptions a = tiny_options(temp_dir("budget_a"), 0.1), b = a;
+  a.steps = b.steps = 7;
+  b.max_steps = 4;
+  train_shift(ds, a);
+  train_shift(ds, b);
+  b.max_steps = 0;
+  b.resume = true;
+  train_shift(ds, b);
+  const auto wa = load_safetensors(a.out_dir + "/last.safetensors").tensors;
+  const auto wb = load_safetensors(b.out_dir + "/last.safetensors").tensors;
+  REQUIRE(wa.size() == wb.size());
+  for (const auto& [name, t] : wa) {
+    INFO(name);
+    const Tensor& u = wb.at(name);
+    REQUIRE(u.nbytes() == t.nbytes());
+    CHECK(std::memcmp(u.raw_data(), t.raw_data(), t.nbytes()) == 0);
+  }
+  o.steps = -1;
+  CHECK_THROWS_WITH_AS(train_shift(ds, o), doctest::Contains("--steps"), Error);
+}
