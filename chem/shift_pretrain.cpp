@@ -1,9 +1,8 @@
 // Denoising pretraining loop of the shift model and the backbone copy for fine-tuning (see shift_pretrain.h
-// for why it is built this way). The structure mirrors train_shift in shift_training.cpp.
+// for why it is built this way). The loop itself is chem/train_run.h's, shared with train_shift.
 #include "chem/shift_pretrain.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -16,11 +15,11 @@
 #include "chem/features.h"
 #include "chem/shift_data.h"
 #include "chem/shift_training.h"
+#include "chem/train_run.h"
 #include "engine/error.h"
 #include "layers/checkpoint.h"
 #include "layers/optim.h"
 #include "layers/safetensors.h"
-#include "layers/schedule.h"
 
 namespace larmor::chem {
 namespace {
@@ -130,25 +129,6 @@ std::vector<std::vector<int64_t>> epoch_batches(const std::vector<Sample>& sampl
   return out;
 }
 
-// The same JSON as shift_training.cpp writes for "standardizer" and "data_options", so load_shift_model
-// reads a pretraining checkpoint.
-json standardizer_json(const ShiftStandardizer& s) {
-  return {{"mean", std::vector<double>(s.mean.begin(), s.mean.end())},
-          {"std", std::vector<double>(s.std.begin(), s.std.end())}};
-}
-
-json data_options_json(const ShiftDataOptions& o) {
-  std::string nuclei;
-  for (int i = 0; i < kNumNuclei; ++i)
-    if (o.nuclei[i]) nuclei += std::string(nuclei.empty() ? "" : ",") + nucleus_name(static_cast<Nucleus>(i));
-  return {{"nuclei", nuclei},
-          {"use_assigned", o.use_assigned},
-          {"use_unassigned", o.use_unassigned},
-          {"use_solvent", o.use_solvent},
-          {"split_13c_multiplicity", o.split_13c_multiplicity},
-          {"all_peak_sets", o.all_peak_sets}};
-}
-
 // The options that determine the trajectory of a run: a resumed run must agree on all of them.
 json run_options_json(const ShiftPretrainOptions& o) {
   return {{"epochs", o.epochs},
@@ -171,50 +151,9 @@ json run_options_json(const ShiftPretrainOptions& o) {
           {"bucket_batches", o.bucket_batches}};
 }
 
-std::string fmt(double v, int prec = 6) {
-  if (std::isnan(v)) return "";
-  std::ostringstream s;
-  s.precision(prec);
-  s << std::fixed << v;
-  return s.str();
-}
-
-// log.csv: one row per step; the val_ columns filled on the epoch-end rows.
-class CsvLog {
- public:
-  CsvLog(const std::string& path, bool resume, int64_t resume_step) {
-    std::vector<std::string> keep;
-    if (resume && std::filesystem::exists(path)) {  // drop rows after the checkpoint (they are written again)
-      std::ifstream in(path);
-      std::string line;
-      while (std::getline(in, line)) {
-        if (line.empty()) continue;
-        if (keep.empty() || std::atoll(line.c_str()) <= resume_step) keep.push_back(line);
-      }
-    }
-    out_.open(path, std::ios::trunc);
-    if (!out_) pretrain_fail("cannot write " + path);
-    if (keep.empty())
-      out_ << "step,epoch,lr,loss,grad_norm,token,token_acc,coord,distance,pair_norm,selected,"
-              "val_loss,val_token,val_token_acc,val_coord,val_distance,val_pair_norm\n";
-    for (const auto& l : keep) out_ << l << "\n";
-    out_.flush();
-  }
-  void step_row(int64_t step, int64_t epoch, double lr, double loss, double norm, const ShiftPretrainLossParts& p) {
-    out_ << step << "," << epoch << "," << lr << "," << fmt(loss) << "," << fmt(norm, 4) << "," << fmt(p.token) << ","
-         << fmt(p.token_accuracy, 4) << "," << fmt(p.coord) << "," << fmt(p.distance) << "," << fmt(p.pair_norm) << ","
-         << p.selected << ",,,,,,\n";
-  }
-  void val_row(int64_t step, int64_t epoch, double loss, const ShiftPretrainLossParts& p) {
-    out_ << step << "," << epoch << ",,,,,,,,,," << fmt(loss) << "," << fmt(p.token) << "," << fmt(p.token_accuracy, 4)
-         << "," << fmt(p.coord) << "," << fmt(p.distance) << "," << fmt(p.pair_norm) << "\n";
-    out_.flush();
-  }
-  void flush() { out_.flush(); }
-
- private:
-  std::ofstream out_;
-};
+constexpr const char* kCsvHeader =
+    "step,epoch,lr,loss,grad_norm,token,token_acc,coord,distance,pair_norm,selected,"
+    "val_loss,val_token,val_token_acc,val_coord,val_distance,val_pair_norm";
 
 // The pretraining loss on the valid split: eval mode, no gradients, noise fixed by (valid seed, batch
 // number). Parts are means weighted by selected atoms (pair norm: by molecules); NaN loss when empty.
@@ -263,22 +202,13 @@ double validation_loss(ShiftModel& model, const std::vector<Sample>& valid, cons
 }  // namespace
 
 ShiftPretrainResult pretrain_shift(const Dataset& dataset, const ShiftPretrainOptions& o, const ShiftPretrainCallback& cb) {
-  auto emit = [&](const ShiftPretrainEvent& e) {
-    if (cb) cb(e);
-  };
   auto message = [&](const std::string& m) {
-    ShiftPretrainEvent e;
-    e.kind = ShiftPretrainEvent::Kind::Message;
-    e.message = m;
-    emit(e);
+    if (cb) cb(message_event<ShiftPretrainEvent>(m));
   };
-  if (o.out_dir.empty()) pretrain_fail("no output directory");
-  if (o.epochs < 1) pretrain_fail("--epochs must be >= 1");
-  if (!(o.lr > 0)) pretrain_fail("--lr must be positive");
+  check_train_run_options("train pretrain", o.out_dir, o.epochs, o.lr, o.warmup_fraction, o.max_steps,
+                          o.checkpoint_every);
   if (o.batch < 1 || o.eval_batch < 1) pretrain_fail("batch sizes must be >= 1");
   if (o.bucket_batches < 0) pretrain_fail("bucket_batches must be >= 0");
-  if (o.warmup_fraction < 0 || o.warmup_fraction >= 1) pretrain_fail("warmup fraction must be in [0, 1)");
-  if (o.max_steps < 0 || o.checkpoint_every < 0) pretrain_fail("--max-steps and checkpoint interval must be >= 0");
 
   ShiftModelConfig cfg = o.model_config ? *o.model_config : resolve_shift_config(o.config);
   cfg.nuclei.fill(false);  // no shift heads: fine-tuning starts them fresh
@@ -290,29 +220,13 @@ ShiftPretrainResult pretrain_shift(const Dataset& dataset, const ShiftPretrainOp
   valid_noise.seed = derive_seed(o.seed, kValidNoiseKey);
   train_noise.validate();
 
-  std::filesystem::create_directories(o.out_dir);
   ShiftPretrainResult res;
-  res.best_path = (std::filesystem::path(o.out_dir) / "best.safetensors").string();
-  res.last_path = (std::filesystem::path(o.out_dir) / "last.safetensors").string();
-  res.log_path = (std::filesystem::path(o.out_dir) / "log.csv").string();
+  const TrainRunPaths paths = prepare_train_run_dir(o.out_dir);
   res.best_val_loss = res.last_val_loss = kNaN;
 
+  const std::string run_options = run_options_json(o).dump();
   std::map<std::string, std::string> meta;
-  if (o.resume) {
-    if (!std::filesystem::exists(res.last_path)) pretrain_fail("--resume: no checkpoint '" + res.last_path + "'");
-    meta = load_safetensors(res.last_path).metadata;
-    for (const char* k : {"model_config", "run_options", "epoch", "batch", "step", "dropout_step"})
-      if (!meta.count(k)) pretrain_fail("--resume: '" + res.last_path + "' has no '" + k + "' metadata");
-    if (!(ShiftModelConfig::from_json(meta["model_config"]) == cfg))
-      pretrain_fail("--resume: the checkpoint's model config differs from the requested one");
-    const json want = run_options_json(o), have = json::parse(meta["run_options"]);
-    std::string diff;
-    for (auto it = want.begin(); it != want.end(); ++it)
-      if (!have.contains(it.key()) || have[it.key()] != it.value())
-        diff += " " + it.key() + " (checkpoint " + (have.contains(it.key()) ? have[it.key()].dump() : "-") + ", now " +
-                it.value().dump() + ")";
-    if (!diff.empty()) pretrain_fail("--resume: options differ from the checkpoint's:" + diff);
-  }
+  if (o.resume) meta = read_resume_metadata("train pretrain", paths.last, cfg, run_options);
 
   int64_t train_no3d = 0, valid_no3d = 0;
   const std::vector<Sample> train = build_samples(dataset, Split::Train, o.solvent, &train_no3d);
@@ -322,161 +236,71 @@ ShiftPretrainResult pretrain_shift(const Dataset& dataset, const ShiftPretrainOp
     if (s.solvent >= cfg.num_solvents) pretrain_fail("solvent class " + std::to_string(s.solvent) + " outside the model's " +
                                                      std::to_string(cfg.num_solvents) + " classes");
   const int64_t bpe = (static_cast<int64_t>(train.size()) + o.batch - 1) / o.batch;
-  const int64_t total = bpe * o.epochs;
 
   ShiftModel model(cfg, o.seed);
-  AdamWOptions ao;
-  ao.lr = o.lr;
-  ao.beta1 = 0.9;
-  ao.beta2 = 0.99;
-  ao.eps = 1e-6;
-  ao.weight_decay = o.weight_decay;
-  AdamW opt(model.named_parameters(), ao, shift_model_decay);
-  LrSchedule sched;
-  sched.kind = LrSchedule::Kind::Polynomial;
-  sched.peak_lr = o.lr;
-  sched.end_lr = o.end_lr;
-  sched.warmup_steps = static_cast<int64_t>(o.warmup_fraction * static_cast<double>(total));
-  sched.total_steps = std::max<int64_t>(total, sched.warmup_steps + 1);
-  validate(sched);
+  AdamW opt(model.named_parameters(), shift_adamw_options(o.lr, o.weight_decay), shift_model_decay);
+  TrainLoop<ShiftPretrainEvent> loop;
+  loop.epochs = o.epochs;
+  loop.total_steps = bpe * o.epochs;
+  loop.schedule = warmup_linear_schedule(o.lr, o.end_lr, o.warmup_fraction, loop.total_steps);
 
   // Written into every checkpoint so that load_shift_model and fine-tuning read it like a shift checkpoint.
   const ShiftStandardizer st = fit_standardizer(dataset, Split::Train);
   ShiftDataOptions dopts;
   dopts.use_solvent = o.solvent;
 
-  int64_t step = 0, start_epoch = 0, start_batch = 0;
-  double best = kNaN;
   if (o.resume) {
-    load_checkpoint(res.last_path, model, &opt);
-    step = std::stoll(meta["step"]);
-    start_epoch = std::stoll(meta["epoch"]);
-    start_batch = std::stoll(meta["batch"]);
-    model.set_dropout_step(std::stoull(meta["dropout_step"]));
-    if (meta.count("best_val_loss") && !meta["best_val_loss"].empty()) best = std::stod(meta["best_val_loss"]);
-    message("resuming from " + res.last_path + " at step " + std::to_string(step) + " (epoch " +
-            std::to_string(start_epoch + 1) + ", batch " + std::to_string(start_batch) + ")");
+    loop.start = restore_train_run(paths.last, meta, "best_val_loss", model, opt);
+    message(resume_message(paths.last, loop.start));
   }
   message("pretraining on " + std::to_string(train.size()) + " molecules (" + std::to_string(train_no3d) +
           " without 3-D coordinates skipped), validating on " + std::to_string(valid.size()) + "; " +
-          std::to_string(bpe) + " batches/epoch, " + std::to_string(total) + " steps, " +
+          std::to_string(bpe) + " batches/epoch, " + std::to_string(loop.total_steps) + " steps, " +
           std::to_string(model.num_parameters()) + " parameters");
 
-  auto save = [&](const std::string& path, int64_t epoch, int64_t batch) {
-    const std::map<std::string, std::string> md = {
-        {"task", "shift_pretrain"},
-        {"model_config", cfg.to_json()},
-        {"standardizer", standardizer_json(st).dump()},
-        {"data_options", data_options_json(dopts).dump()},
-        {"run_options", run_options_json(o).dump()},
-        {"epoch", std::to_string(epoch)},
-        {"batch", std::to_string(batch)},
-        {"step", std::to_string(step)},
-        {"dropout_step", std::to_string(model.dropout_step())},
-        {"best_val_loss", std::isnan(best) ? "" : fmt(best, 10)},
-        {"val_loss", std::isnan(res.last_val_loss) ? "" : fmt(res.last_val_loss, 10)},
-    };
-    save_checkpoint(path, model, md, &opt);
+  TrainCsvLog log("train pretrain", paths.log, kCsvHeader, o.resume, loop.start.step);
+  loop.bind(model, opt, log, paths, o.max_steps, o.checkpoint_every);
+  loop.metadata = train_run_metadata("shift_pretrain", cfg, st, dopts, run_options);
+  loop.epoch_batches = [&](int64_t epoch) { return epoch_batches(train, o.batch, o.bucket_batches, o.seed, epoch); };
+  loop.train_step = [&](const std::vector<int64_t>& rows, int64_t step, int64_t epoch, double lr, ShiftPretrainEvent& e) {
+    // the noise of global step `step` (0-based), so a resumed run re-draws it identically
+    const ShiftNoised nz = noise_shift_batch(make_batch(train, rows), train_noise, static_cast<uint64_t>(step));
+    opt.zero_grad();
+    Tensor loss = shift_pretrain_loss(model, model.forward(nz.batch), nz, o.loss, &e.parts);
+    const double norm = apply_gradients(loss, model, opt, o.clip, lr);
+    e.loss = e.parts.total;
+    e.grad_norm = norm;
+    const ShiftPretrainLossParts& p = e.parts;
+    log.step_row(step + 1, epoch + 1, lr, e.loss, norm)
+        << "," << format_fixed(p.token, 6) << "," << format_fixed(p.token_accuracy, 4) << ","
+        << format_fixed(p.coord, 6) << "," << format_fixed(p.distance, 6) << "," << format_fixed(p.pair_norm, 6) << ","
+        << p.selected << ",,,,,,\n";
   };
-
-  CsvLog log(res.log_path, o.resume, step);
-  model.train();
-  const auto t0 = std::chrono::steady_clock::now();
-  bool first = true, stopped = false;
-  for (int64_t epoch = start_epoch; epoch < o.epochs && !stopped; ++epoch) {
-    const auto batches = epoch_batches(train, o.batch, o.bucket_batches, o.seed, epoch);
-    int64_t epoch_mols = static_cast<int64_t>(train.size()), done_mols = 0;
-    int64_t bi = epoch == start_epoch ? start_batch : 0;
-    for (int64_t k = 0; k < bi; ++k) done_mols += static_cast<int64_t>(batches[k].size());
-    {
-      ShiftPretrainEvent e;
-      e.kind = ShiftPretrainEvent::Kind::EpochStart;
-      e.epoch = epoch;
-      e.step = step;
-      e.total_steps = total;
-      e.batch = bi;
-      e.batches = static_cast<int64_t>(batches.size());
-      e.molecules = done_mols;
-      e.epoch_molecules = epoch_mols;
-      emit(e);
-    }
-    const auto te = std::chrono::steady_clock::now();
-    for (; bi < static_cast<int64_t>(batches.size()); ++bi) {
-      if (o.max_steps > 0 && step >= o.max_steps) {
-        stopped = true;
-        break;
-      }
-      // the noise of global step `step` (0-based), so a resumed run re-draws it identically
-      const ShiftNoised nz = noise_shift_batch(make_batch(train, batches[bi]), train_noise, static_cast<uint64_t>(step));
-      const double lr = lr_at(sched, step + 1);
-      opt.zero_grad();
-      ShiftPretrainLossParts parts;
-      Tensor loss = shift_pretrain_loss(model, model.forward(nz.batch), nz, o.loss, &parts);
-      loss.backward();
-      const double norm = clip_grad_norm(model.parameters(), o.clip);
-      if (std::isfinite(norm)) opt.step(lr);
-      opt.zero_grad();
-      ++step;
-      const double lv = parts.total;
-      if (first) res.first_loss = lv;
-      first = false;
-      res.last_loss = lv;
-      done_mols += static_cast<int64_t>(batches[bi].size());
-      log.step_row(step, epoch + 1, lr, lv, norm, parts);
-      ShiftPretrainEvent e;
-      e.kind = ShiftPretrainEvent::Kind::Step;
-      e.epoch = epoch;
-      e.step = step;
-      e.total_steps = total;
-      e.batch = bi + 1;
-      e.batches = static_cast<int64_t>(batches.size());
-      e.molecules = done_mols;
-      e.epoch_molecules = epoch_mols;
-      e.lr = lr;
-      e.loss = lv;
-      e.grad_norm = norm;
-      e.parts = parts;
-      emit(e);
-      if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) {
-        log.flush();
-        save(res.last_path, epoch, bi + 1);
-      }
-    }
-    if (stopped) {
-      log.flush();
-      save(res.last_path, epoch, bi);
-      break;
-    }
-    // validation at the end of every epoch
-    const double epoch_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
-    ShiftPretrainEvent v;
-    v.kind = ShiftPretrainEvent::Kind::Validation;
-    v.epoch = epoch;
-    v.step = step;
-    v.total_steps = total;
+  loop.validate = [&](ShiftPretrainEvent& v) {
     v.val_loss = validation_loss(model, valid, o, valid_noise, &v.parts);
     res.last_val_loss = v.val_loss;
-    log.val_row(step, epoch + 1, v.val_loss, v.parts);
-    if (std::isnan(v.val_loss) || std::isnan(best) || v.val_loss < best) {
-      if (!std::isnan(v.val_loss)) best = v.val_loss;
-      v.best = true;
-    }
-    std::ostringstream m;
-    m << "epoch " << epoch + 1 << "/" << o.epochs << " done in " << fmt(epoch_s, 1) << " s";
+    const ShiftPretrainLossParts& p = v.parts;
+    log.validation_row(v.step, v.epoch + 1)
+        << ",,,,,,," << format_fixed(v.val_loss, 6) << "," << format_fixed(p.token, 6) << ","
+        << format_fixed(p.token_accuracy, 4) << "," << format_fixed(p.coord, 6) << "," << format_fixed(p.distance, 6)
+        << "," << format_fixed(p.pair_norm, 6) << "\n";
+    TrainValidation val;
+    val.score = v.val_loss;
     if (!std::isnan(v.val_loss))
-      m << ", valid loss " << fmt(v.val_loss, 4) << " (token CE " << fmt(v.parts.token, 4) << ", accuracy "
-        << fmt(v.parts.token_accuracy, 3) << ", coord " << fmt(v.parts.coord, 4) << ", distance "
-        << fmt(v.parts.distance, 4) << ")";
-    m << (v.best ? " (best)" : "");
-    v.message = m.str();
-    if (v.best) save(res.best_path, epoch + 1, 0);
-    save(res.last_path, epoch + 1, 0);
-    res.epochs_done = epoch + 1;
-    emit(v);
-  }
-  res.steps = step;
-  res.best_val_loss = best;
-  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      val.summary = ", valid loss " + format_fixed(v.val_loss, 4) + " (token CE " + format_fixed(p.token, 4) +
+                    ", accuracy " + format_fixed(p.token_accuracy, 3) + ", coord " + format_fixed(p.coord, 4) +
+                    ", distance " + format_fixed(p.distance, 4) + ")";
+    return val;
+  };
+  loop.run_metadata = [&](std::map<std::string, std::string>& md, double best) {
+    md["best_val_loss"] = std::isnan(best) ? "" : format_fixed(best, 10);
+    md["val_loss"] = std::isnan(res.last_val_loss) ? "" : format_fixed(res.last_val_loss, 10);
+  };
+  loop.emit = cb;
+
+  const TrainLoopResult r = run_train_loop(loop);
+  fill_train_result(res, paths, r);
+  res.best_val_loss = r.best;
   return res;
 }
 

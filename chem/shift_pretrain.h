@@ -3,9 +3,9 @@
 // pretrained backbone into a fresh model before `larmor train shift --init` fine-tunes it.
 //
 // Why it is built this way:
-//   - It follows train_shift (chem/shift_training.h) step for step, so a reader of one knows the other:
-//     AdamW (0.9, 0.99, eps 1e-6), linear warmup then linear decay over epochs * batches_per_epoch steps,
-//     gradient clipping, log.csv, best/last checkpoints written atomically, exact resume. The run position
+//   - It runs on the same loop as train_shift (chem/train_run.h), so the two behave alike: AdamW (0.9,
+//     0.99, eps 1e-6), linear warmup then linear decay over epochs * batches_per_epoch steps, gradient
+//     clipping, log.csv, best/last checkpoints written atomically, exact resume. The run position
 //     is pure integers: batches are a pure function of (seed, epoch), the noise of a step a pure function
 //     of (seed, global step) (layers/shift_pretrain.h), dropout of the model's dropout step.
 //   - Pretraining needs no targets, so it does not go through ShiftDataset (which keeps only molecules
@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "chem/dataset.h"
+#include "chem/train_run.h"
 #include "layers/shift_model.h"
 #include "layers/shift_pretrain.h"
 
@@ -50,17 +51,11 @@ struct ShiftPretrainOptions {
   int64_t bucket_batches = 100;                  // sort by size within chunks of this many batches
 };
 
-// What the loop reports to its caller (the CLI draws a progress bar from it).
-struct ShiftPretrainEvent {
-  enum class Kind { EpochStart, Step, Validation, Message } kind = Kind::Step;
-  int64_t epoch = 0, step = 0, total_steps = 0;
-  int64_t batch = 0, batches = 0;              // position within the epoch (Step: batches done)
-  int64_t molecules = 0, epoch_molecules = 0;  // molecules done in this epoch / in the whole epoch
-  double lr = 0, loss = 0, grad_norm = 0;
-  ShiftPretrainLossParts parts;                // Step: this batch's; Validation: the valid split's (weighted means)
-  double val_loss = 0;                         // Validation: NaN without a valid split
-  bool best = false;                           // Validation: a new best checkpoint was written
-  std::string message;
+// What the loop reports to its caller (the CLI draws a progress bar from it): the common fields of
+// chem/train_run.h and the pretraining loss parts.
+struct ShiftPretrainEvent : TrainLoopEvent {
+  ShiftPretrainLossParts parts;  // Step: this batch's; Validation: the valid split's (weighted means)
+  double val_loss = 0;           // Validation: NaN without a valid split
 };
 using ShiftPretrainCallback = std::function<void(const ShiftPretrainEvent&)>;
 

@@ -29,6 +29,7 @@
 
 #include "chem/dataset.h"
 #include "chem/shift_data.h"
+#include "chem/train_run.h"
 #include "layers/shift_loss.h"
 #include "layers/shift_model.h"
 
@@ -73,16 +74,10 @@ struct ShiftTrainOptions {
                                                    // weights are copied before the first step (not on resume)
 };
 
-// What the training loop reports to its caller (the CLI draws a progress bar from it).
-struct ShiftTrainEvent {
-  enum class Kind { EpochStart, Step, Validation, Message } kind = Kind::Step;
-  int64_t epoch = 0, step = 0, total_steps = 0;
-  int64_t batch = 0, batches = 0;                  // position within the epoch (Step: batches done)
-  int64_t molecules = 0, epoch_molecules = 0;      // molecules done in this epoch / in the whole epoch
-  double lr = 0, loss = 0, grad_norm = 0;
+// What the training loop reports to its caller (the CLI draws a progress bar from it): the common fields
+// of chem/train_run.h and the validation errors.
+struct ShiftTrainEvent : TrainLoopEvent {
   std::array<double, kNumNuclei> val_mae{};        // Validation: ppm, NaN for nuclei without targets
-  bool best = false;                               // Validation: a new best checkpoint was written
-  std::string message;
 };
 using ShiftTrainCallback = std::function<void(const ShiftTrainEvent&)>;
 

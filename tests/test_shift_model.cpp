@@ -18,58 +18,15 @@
 #include "layers/optim.h"
 #include "layers/shift_loss.h"
 #include "layers/shift_model.h"
+#include "tests/test_util.h"
 
 using namespace larmor;
 
 namespace {
 
-// Uni-Mol tokens used below: C 4, N 5, O 6, H 8, F 10, P 14.
-struct Mol {
-  std::vector<int32_t> tokens;  // atoms only
-  std::vector<double> xyz;      // (n, 3)
-  int32_t solvent = 0;
-};
-
-Mol random_mol(int n, uint64_t seed) {
-  Rng rng(seed);
-  const int32_t pool[] = {4, 4, 4, 5, 6, 8, 8, 8, 10, 14};
-  Tensor t = rng.integers({n}, 0, 10);
-  Tensor c = rng.uniform({n, 3}, -2.5, 2.5, DType::F64);
-  Mol m;
-  for (int32_t i : t.to_vector<int32_t>()) m.tokens.push_back(pool[i]);
-  m.xyz = c.to_vector<double>();
-  return m;
-}
-
-// [CLS] atoms [SEP] [PAD]...; N = max atoms + 2 (or more with min_len).
-ShiftBatch make_batch(const std::vector<Mol>& mols, int64_t min_len = 0) {
-  const int64_t B = static_cast<int64_t>(mols.size());
-  int64_t N = min_len;
-  for (auto& m : mols) N = std::max<int64_t>(N, static_cast<int64_t>(m.tokens.size()) + 2);
-  std::vector<int32_t> tok(B * N, 0), km(B * N, 0), solv(B);
-  std::vector<float> xyz(B * N * 3, 0.f);
-  for (int64_t b = 0; b < B; ++b) {
-    const Mol& m = mols[b];
-    const int64_t n = static_cast<int64_t>(m.tokens.size());
-    tok[b * N] = 1;
-    km[b * N] = 1;
-    for (int64_t i = 0; i < n; ++i) {
-      tok[b * N + 1 + i] = m.tokens[i];
-      km[b * N + 1 + i] = 1;
-      for (int k = 0; k < 3; ++k) xyz[(b * N + 1 + i) * 3 + k] = static_cast<float>(m.xyz[i * 3 + k]);
-    }
-    tok[b * N + n + 1] = 2;
-    km[b * N + n + 1] = 1;
-    solv[b] = m.solvent;
-  }
-  ShiftBatch batch;
-  batch.tokens = Tensor::from_vector<int32_t>(tok, {B, N});
-  batch.coords = Tensor::from_vector<float>(xyz, {B, N, 3});
-  batch.key_mask = Tensor::from_vector<int32_t>(km, {B, N});
-  batch.solvent = Tensor::from_vector<int32_t>(solv, {B});
-  for (int64_t b = 0; b < B; ++b) batch.entries.push_back(b);
-  return batch;
-}
+using test::make_batch;  // tests/test_util.h: hand-built batches of random molecules
+using test::Mol;
+using test::random_mol;
 
 ShiftTargets targets(const std::vector<int64_t>& index, const std::vector<float>& target, const std::vector<int32_t>& offsets) {
   ShiftTargets t;
@@ -79,15 +36,7 @@ ShiftTargets targets(const std::vector<int64_t>& index, const std::vector<float>
   return t;
 }
 
-ShiftModelConfig tiny_config() {
-  ShiftModelConfig c;
-  c.layers = 2;
-  c.dim = 16;
-  c.heads = 4;
-  c.ffn = 32;
-  c.kernels = 8;
-  return c;
-}
+ShiftModelConfig tiny_config() { return test::tiny_shift_config(16, 0.1); }  // the default dropout
 
 // Rotation matrix from a (normalised) random quaternion, row-major.
 std::array<double, 9> random_rotation(uint64_t seed) {

@@ -14,6 +14,7 @@
 #include "engine/rng.h"
 #include "kernels/ops.h"
 #include "layers/shift_pretrain.h"
+#include "tests/test_util.h"
 
 using namespace larmor;
 
@@ -21,69 +22,21 @@ namespace {
 
 constexpr int32_t kMask = 30;
 
-struct Mol {
-  std::vector<int32_t> tokens;  // atoms only
-  std::vector<double> xyz;      // (n, 3)
-  int32_t solvent = 0;
-};
-
-Mol random_mol(int n, uint64_t seed) {
-  Rng rng(seed);
-  const int32_t pool[] = {4, 4, 4, 5, 6, 8, 8, 8, 10, 14};  // C C C N O H H H F P
-  Mol m;
-  for (int32_t i : rng.integers({n}, 0, 10).to_vector<int32_t>()) m.tokens.push_back(pool[i]);
-  m.xyz = rng.uniform({n, 3}, -2.5, 2.5, DType::F64).to_vector<double>();
-  m.solvent = static_cast<int32_t>(seed % 3);
-  return m;
-}
-
-// [CLS] atoms [SEP] [PAD]...; N = max atoms + 2 (or more with min_len).
-ShiftBatch make_batch(const std::vector<Mol>& mols, int64_t min_len = 0) {
-  const int64_t B = static_cast<int64_t>(mols.size());
-  int64_t N = min_len;
-  for (auto& m : mols) N = std::max<int64_t>(N, static_cast<int64_t>(m.tokens.size()) + 2);
-  std::vector<int32_t> tok(B * N, 0), km(B * N, 0), solv(B);
-  std::vector<float> xyz(B * N * 3, 0.f);
-  for (int64_t b = 0; b < B; ++b) {
-    const Mol& m = mols[b];
-    const int64_t n = static_cast<int64_t>(m.tokens.size());
-    tok[b * N] = 1;
-    km[b * N] = 1;
-    for (int64_t i = 0; i < n; ++i) {
-      tok[b * N + 1 + i] = m.tokens[i];
-      km[b * N + 1 + i] = 1;
-      for (int k = 0; k < 3; ++k) xyz[(b * N + 1 + i) * 3 + k] = static_cast<float>(m.xyz[i * 3 + k]);
-    }
-    tok[b * N + n + 1] = 2;
-    km[b * N + n + 1] = 1;
-    solv[b] = m.solvent;
-  }
-  ShiftBatch batch;
-  batch.tokens = Tensor::from_vector<int32_t>(tok, {B, N});
-  batch.coords = Tensor::from_vector<float>(xyz, {B, N, 3});
-  batch.key_mask = Tensor::from_vector<int32_t>(km, {B, N});
-  batch.solvent = Tensor::from_vector<int32_t>(solv, {B});
-  for (int64_t b = 0; b < B; ++b) batch.entries.push_back(b);
-  return batch;
-}
+using test::make_batch;  // tests/test_util.h: hand-built batches of random molecules
+using test::Mol;
+using test::random_mol;
 
 std::vector<Mol> random_mols(int count, int min_atoms, int max_atoms, uint64_t seed) {
   std::vector<Mol> mols;
-  for (int i = 0; i < count; ++i)
-    mols.push_back(random_mol(min_atoms + static_cast<int>((seed + 7 * i) % (max_atoms - min_atoms + 1)), seed * 1000 + i));
+  for (int i = 0; i < count; ++i) {
+    const uint64_t mol_seed = seed * 1000 + i;
+    mols.push_back(random_mol(min_atoms + static_cast<int>((seed + 7 * i) % (max_atoms - min_atoms + 1)), mol_seed,
+                              static_cast<int32_t>(mol_seed % 3)));
+  }
   return mols;
 }
 
-ShiftModelConfig tiny_config() {
-  ShiftModelConfig c;
-  c.layers = 2;
-  c.dim = 16;
-  c.heads = 4;
-  c.ffn = 32;
-  c.kernels = 8;
-  c.emb_dropout = c.dropout = 0;
-  return c;
-}
+ShiftModelConfig tiny_config() { return test::tiny_shift_config(16, 0.0); }  // no dropout
 
 std::vector<double> f64(const Tensor& t) { return t.detach().to(Device::cpu()).to(DType::F64).to_vector<double>(); }
 
@@ -327,7 +280,7 @@ TEST_CASE("shift_pretrain_loss: analytic gradients match finite differences (f64
   ShiftModel model(cfg, 33, DType::F64);
   ShiftNoiseOptions no;
   no.mask_prob = 0.4;
-  const ShiftNoised nz = noise_shift_batch(make_batch({random_mol(7, 41), random_mol(5, 42)}), no, 2);
+  const ShiftNoised nz = noise_shift_batch(make_batch({random_mol(7, 41, 2), random_mol(5, 42, 0)}), no, 2);
   REQUIRE(nz.num_selected() >= 2);
   auto loss_value = [&] {
     NoGradGuard ng;

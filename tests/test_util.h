@@ -1,11 +1,20 @@
-// Small helpers shared by the test files: a self-removing temporary directory and whole-file reads.
+// Small helpers shared by the test files: a self-removing temporary directory, whole-file reads, and
+// a tiny shift-model config and hand-built batches of random molecules (the layer tests of the shift model and of its
+// pretraining build their batches without the chemistry library).
 #pragma once
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
+
+#include "engine/rng.h"
+#include "layers/shift_batch.h"
+#include "layers/shift_model.h"
 
 namespace larmor::test {
 
@@ -23,11 +32,78 @@ struct TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   std::string file(const std::string& name) const { return (dir / name).string(); }
+  // file(name), emptied first (a run's output folder that must not hold an earlier run's files).
+  std::string fresh(const std::string& name) const {
+    std::filesystem::remove_all(dir / name);
+    return file(name);
+  }
 };
 
 inline std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A 2-layer shift model of width `dim` (4 heads, FFN 2 * dim, dim / 2 distance kernels) that the tests
+// train or probe in milliseconds; `dropout` on the embedding and on the residual branches.
+inline ShiftModelConfig tiny_shift_config(int64_t dim, double dropout) {
+  ShiftModelConfig c;
+  c.layers = 2;
+  c.dim = dim;
+  c.heads = 4;
+  c.ffn = 2 * dim;
+  c.kernels = dim / 2;
+  c.emb_dropout = dropout;
+  c.dropout = dropout;
+  return c;
+}
+
+// A molecule as the shift-model tests build batches from: Uni-Mol tokens (C 4, N 5, O 6, H 8, F 10, P 14).
+struct Mol {
+  std::vector<int32_t> tokens;  // atoms only
+  std::vector<double> xyz;      // (n, 3)
+  int32_t solvent = 0;
+};
+
+// n atoms drawn from a C-heavy pool, coordinates uniform in [-2.5, 2.5) Å, the given solvent class.
+inline Mol random_mol(int n, uint64_t seed, int32_t solvent = 0) {
+  Rng rng(seed);
+  const int32_t pool[] = {4, 4, 4, 5, 6, 8, 8, 8, 10, 14};
+  Mol m;
+  for (int32_t i : rng.integers({n}, 0, 10).to_vector<int32_t>()) m.tokens.push_back(pool[i]);
+  m.xyz = rng.uniform({n, 3}, -2.5, 2.5, DType::F64).to_vector<double>();
+  m.solvent = solvent;
+  return m;
+}
+
+// [CLS] atoms [SEP] [PAD]...; N = max atoms + 2 (or more with min_len).
+inline ShiftBatch make_batch(const std::vector<Mol>& mols, int64_t min_len = 0) {
+  const int64_t B = static_cast<int64_t>(mols.size());
+  int64_t N = min_len;
+  for (auto& m : mols) N = std::max<int64_t>(N, static_cast<int64_t>(m.tokens.size()) + 2);
+  std::vector<int32_t> tok(B * N, 0), km(B * N, 0), solv(B);  // (B, N), (B, N), (B)
+  std::vector<float> xyz(B * N * 3, 0.f);                     // (B, N, 3)
+  for (int64_t b = 0; b < B; ++b) {
+    const Mol& m = mols[b];
+    const int64_t n = static_cast<int64_t>(m.tokens.size());
+    tok[b * N] = 1;
+    km[b * N] = 1;
+    for (int64_t i = 0; i < n; ++i) {
+      tok[b * N + 1 + i] = m.tokens[i];
+      km[b * N + 1 + i] = 1;
+      for (int k = 0; k < 3; ++k) xyz[(b * N + 1 + i) * 3 + k] = static_cast<float>(m.xyz[i * 3 + k]);
+    }
+    tok[b * N + n + 1] = 2;
+    km[b * N + n + 1] = 1;
+    solv[b] = m.solvent;
+  }
+  ShiftBatch batch;
+  batch.tokens = Tensor::from_vector<int32_t>(tok, {B, N});
+  batch.coords = Tensor::from_vector<float>(xyz, {B, N, 3});
+  batch.key_mask = Tensor::from_vector<int32_t>(km, {B, N});
+  batch.solvent = Tensor::from_vector<int32_t>(solv, {B});
+  for (int64_t b = 0; b < B; ++b) batch.entries.push_back(b);
+  return batch;
 }
 
 }  // namespace larmor::test

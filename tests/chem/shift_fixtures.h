@@ -1,11 +1,15 @@
-// A hand-built training fixture shared by the shift training and prediction tests: small molecules with
-// 3-D coordinates and shifts that depend on their structure, so a tiny model can learn them in seconds.
+// A hand-built training fixture shared by the shift training, pretraining and prediction tests: small
+// molecules with 3-D coordinates and shifts that depend on their structure, so a tiny model can learn them
+// in seconds, and a bytewise comparison of two checkpoints (the
+// exact-resume tests).
 #pragma once
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "chem/dataset.h"
+#include "layers/safetensors.h"
 
 namespace larmor::test {
 
@@ -57,6 +61,33 @@ DatasetEntry chain_entry(int n, bool oxygen, Split split) {
   e.solvent = (n % 2) ? Solvent::CDCl3 : Solvent::DMSO;
   e.sources = source_bit(Source::NMR8K);
   return e;
+}
+
+// Chains of 2..6 carbons, each with and without the O: 7 train, 2 valid, 1 test molecule.
+inline Dataset chain_dataset() {
+  Dataset ds;
+  int k = 0;
+  for (int n = 2; n <= 6; ++n)
+    for (bool o : {false, true}) {
+      const Split s = (k % 5 == 3) ? Split::Valid : (k % 5 == 4 && k > 5 ? Split::Test : Split::Train);
+      ds.entries.push_back(chain_entry(n, o, s));
+      ++k;
+    }
+  return ds;
+}
+
+// How many tensors of checkpoint `a` differ bytewise from the same-named tensor of `b`; -1 when the two
+// files do not hold the same names and sizes.
+inline int differing_tensors(const std::string& a, const std::string& b) {
+  const SafetensorsFile fa = load_safetensors(a), fb = load_safetensors(b);
+  if (fa.tensors.size() != fb.tensors.size()) return -1;
+  int differing = 0;
+  for (const auto& [name, t] : fa.tensors) {
+    auto it = fb.tensors.find(name);
+    if (it == fb.tensors.end() || t.nbytes() != it->second.nbytes()) return -1;
+    if (std::memcmp(t.raw_data(), it->second.raw_data(), t.nbytes()) != 0) ++differing;
+  }
+  return differing;
 }
 
 }  // namespace larmor::test

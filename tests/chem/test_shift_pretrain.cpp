@@ -8,30 +8,26 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <unistd.h>
 
 #include "chem/shift_pretrain.h"
 #include "chem/shift_training.h"
 #include "engine/error.h"
 #include "layers/safetensors.h"
 #include "tests/chem/shift_fixtures.h"
+#include "tests/test_util.h"
 
 using namespace larmor;
 using namespace larmor::chem;
 
 namespace {
 using test::chain_entry;
+using test::differing_tensors;
+using test::tiny_shift_config;
 
-// 8 train molecules (one without any shift), 2 valid, 1 test, and one train entry without coordinates.
+// The chain dataset (7 train, 2 valid, 1 test) and two more train entries: one without any shift, one
+// without coordinates.
 Dataset pretrain_dataset() {
-  Dataset ds;
-  int k = 0;
-  for (int n = 2; n <= 6; ++n)
-    for (bool o : {false, true}) {
-      const Split s = (k % 5 == 3) ? Split::Valid : (k % 5 == 4 && k > 5 ? Split::Test : Split::Train);
-      ds.entries.push_back(chain_entry(n, o, s));
-      ++k;
-    }
+  Dataset ds = test::chain_dataset();
   DatasetEntry unlabelled = chain_entry(7, true, Split::Train);
   unlabelled.assigned.clear();
   ds.entries.push_back(unlabelled);
@@ -47,32 +43,13 @@ int64_t count_train_with_3d(const Dataset& ds) {
   return n;
 }
 
-ShiftModelConfig tiny_config(double dropout) {
-  ShiftModelConfig c;
-  c.layers = 2;
-  c.dim = 32;
-  c.heads = 4;
-  c.ffn = 64;
-  c.kernels = 16;
-  c.emb_dropout = dropout;
-  c.dropout = dropout;
-  return c;
-}
-
-std::filesystem::path temp_root() {
-  return std::filesystem::temp_directory_path() / ("larmor_shift_pretrain_" + std::to_string(getpid()));
-}
-
-std::string temp_dir(const std::string& name) {
-  auto p = temp_root() / name;
-  std::filesystem::remove_all(p);
-  return p.string();
-}
+const test::TempDir temp_root("shift_pretrain");  // run folders under one folder per process, removed at exit
+std::string temp_dir(const std::string& name) { return temp_root.fresh(name); }
 
 ShiftPretrainOptions tiny_options(const std::string& out, double dropout) {
   ShiftPretrainOptions o;
   o.out_dir = out;
-  o.model_config = tiny_config(dropout);
+  o.model_config = tiny_shift_config(32, dropout);
   o.batch = 3;
   o.lr = 2e-3;
   o.seed = 5;
@@ -80,18 +57,6 @@ ShiftPretrainOptions tiny_options(const std::string& out, double dropout) {
   o.eval_batch = 4;
   o.noise.mask_prob = 0.3;  // tiny molecules: select enough atoms per batch
   return o;
-}
-
-bool same_file_tensors(const std::string& a, const std::string& b, int* differing) {
-  const SafetensorsFile fa = load_safetensors(a), fb = load_safetensors(b);
-  if (fa.tensors.size() != fb.tensors.size()) return false;
-  *differing = 0;
-  for (const auto& [name, t] : fa.tensors) {
-    auto it = fb.tensors.find(name);
-    if (it == fb.tensors.end() || t.nbytes() != it->second.nbytes()) return false;
-    if (std::memcmp(t.raw_data(), it->second.raw_data(), t.nbytes()) != 0) ++*differing;
-  }
-  return true;
 }
 
 double mean_of(const std::vector<double>& v, size_t from, size_t to) {
@@ -154,15 +119,14 @@ TEST_CASE("pretrain shift: resume after k steps gives bit-identical final weight
     part.resume = true;
     const ShiftPretrainResult b = pretrain_shift(ds, part);
     CHECK(b.steps == 9);
-    int differing = -1;
-    REQUIRE(same_file_tensors(a.last_path, b.last_path, &differing));
+    const int differing = differing_tensors(a.last_path, b.last_path);
     CHECK_MESSAGE(differing == 0, "resume after " << k << " steps: " << differing << " tensors differ");
     const SafetensorsFile fa = load_safetensors(a.last_path), fb = load_safetensors(b.last_path);
     CHECK(fa.metadata.at("dropout_step") == fb.metadata.at("dropout_step"));
     CHECK(fa.metadata.at("val_loss") == fb.metadata.at("val_loss"));
   }
   // different trajectory options are refused, naming the option
-  ShiftPretrainOptions bad = tiny_options((temp_root() / "part4").string(), 0.1);
+  ShiftPretrainOptions bad = tiny_options(temp_root.file("part4"), 0.1);
   bad.epochs = 3;
   bad.resume = true;
   bad.noise.coord_noise = 0.5;
@@ -177,7 +141,7 @@ TEST_CASE("pretrain shift: init_from copies the backbone into train_shift; a dif
   const SafetensorsFile pf = load_safetensors(pre.last_path);
 
   // directly: every backbone tensor equals the file's, the shift heads keep their fresh values
-  ShiftModelConfig fine_cfg = tiny_config(0.0);
+  ShiftModelConfig fine_cfg = tiny_shift_config(32, 0.0);
   fine_cfg.nuclei = {true, true, false, false};
   ShiftModel fresh(fine_cfg, 99), model(fine_cfg, 99);
   const std::vector<std::string> untouched = init_from_pretrained(model, pre.last_path);
@@ -195,7 +159,7 @@ TEST_CASE("pretrain shift: init_from copies the backbone into train_shift; a dif
   // through train_shift: one step at a negligible learning rate leaves the backbone at the pretrained values
   ShiftTrainOptions so;
   so.out_dir = temp_dir("fine");
-  so.model_config = tiny_config(0.0);
+  so.model_config = tiny_shift_config(32, 0.0);
   so.mode = SamplerMode::LabelledOnly;
   so.batch_labelled = 3;
   so.lr = 1e-12;
@@ -222,13 +186,13 @@ TEST_CASE("pretrain shift: init_from copies the backbone into train_shift; a dif
   // a backbone of another size is refused, naming the file and the field
   ShiftTrainOptions wide = so;
   wide.out_dir = temp_dir("wide");
-  ShiftModelConfig wc = tiny_config(0.0);
+  ShiftModelConfig wc = tiny_shift_config(32, 0.0);
   wc.dim = 48;
   wide.model_config = wc;
   CHECK_THROWS_WITH_AS(train_shift(ds, wide), doctest::Contains(pre.last_path.c_str()), Error);
   CHECK_THROWS_WITH_AS(train_shift(ds, wide), doctest::Contains("dim (file 32, model 48)"), Error);
   ShiftModel deeper_model([] {
-    ShiftModelConfig c = tiny_config(0.0);
+    ShiftModelConfig c = tiny_shift_config(32, 0.0);
     c.layers = 3;
     return c;
   }(), 1);
@@ -250,5 +214,4 @@ TEST_CASE("pretrain shift: bad inputs give clear errors") {
   Dataset empty;
   o.noise.mask_prob = 0.15;
   CHECK_THROWS_WITH_AS(pretrain_shift(empty, o), doctest::Contains("no training molecules"), Error);
-  std::filesystem::remove_all(temp_root());
 }

@@ -5,56 +5,27 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstring>
 #include <filesystem>
-#include <unistd.h>
 
 #include "chem/shift_training.h"
 #include "engine/error.h"
 #include "layers/safetensors.h"
 #include "tests/chem/shift_fixtures.h"
+#include "tests/test_util.h"
 
 using namespace larmor;
 using namespace larmor::chem;
 
 namespace {
-using test::chain_entry;
+using test::tiny_shift_config;
 
-
-Dataset tiny_dataset() {
-  Dataset ds;
-  int k = 0;
-  for (int n = 2; n <= 6; ++n)
-    for (bool o : {false, true}) {
-      const Split s = (k % 5 == 3) ? Split::Valid : (k % 5 == 4 && k > 5 ? Split::Test : Split::Train);
-      ds.entries.push_back(chain_entry(n, o, s));
-      ++k;
-    }
-  return ds;
-}
-
-ShiftModelConfig tiny_config(double dropout) {
-  ShiftModelConfig c;
-  c.layers = 2;
-  c.dim = 32;
-  c.heads = 4;
-  c.ffn = 64;
-  c.kernels = 16;
-  c.emb_dropout = dropout;
-  c.dropout = dropout;
-  return c;
-}
-
-std::string temp_dir(const std::string& name) {
-  auto p = std::filesystem::temp_directory_path() / ("larmor_shift_training_" + std::to_string(getpid())) / name;
-  std::filesystem::remove_all(p);
-  return p.string();
-}
+const test::TempDir temp_root("shift_training");  // run folders under one folder per process, removed at exit
+std::string temp_dir(const std::string& name) { return temp_root.fresh(name); }
 
 ShiftTrainOptions tiny_options(const std::string& out, double dropout) {
   ShiftTrainOptions o;
   o.out_dir = out;
-  o.model_config = tiny_config(dropout);
+  o.model_config = tiny_shift_config(32, dropout);
   o.mode = SamplerMode::LabelledOnly;
   o.batch_labelled = 3;
   o.lr = 3e-3;
@@ -67,7 +38,7 @@ ShiftTrainOptions tiny_options(const std::string& out, double dropout) {
 }  // namespace
 
 TEST_CASE("shift training: loss goes down, eval on the training set after overfitting is small") {
-  const Dataset ds = tiny_dataset();
+  const Dataset ds = test::chain_dataset();
   ShiftTrainOptions o = tiny_options(temp_dir("overfit"), 0.0);
   o.epochs = 200;
   o.warmup_fraction = 0.05;
@@ -106,7 +77,7 @@ TEST_CASE("shift training: loss goes down, eval on the training set after overfi
 }
 
 TEST_CASE("shift training: resume after k steps gives bit-identical final weights and optimizer state") {
-  const Dataset ds = tiny_dataset();
+  const Dataset ds = test::chain_dataset();
   // 7 training molecules, batches of 3: 3 batches per epoch; 3 epochs = 9 steps. Dropout on, so the
   // dropout step must be restored too.
   ShiftTrainOptions full = tiny_options(temp_dir("full"), 0.1);
@@ -125,24 +96,15 @@ TEST_CASE("shift training: resume after k steps gives bit-identical final weight
     const ShiftTrainResult b2 = train_shift(ds, part);
     CHECK(b2.steps == 9);
 
-    const SafetensorsFile fa = load_safetensors(a.last_path), fb = load_safetensors(b2.last_path);
-    REQUIRE(fa.tensors.size() == fb.tensors.size());
-    int differing = 0;
-    for (const auto& [name, t] : fa.tensors) {
-      auto it = fb.tensors.find(name);
-      REQUIRE(it != fb.tensors.end());
-      REQUIRE(t.nbytes() == it->second.nbytes());
-      if (std::memcmp(t.raw_data(), it->second.raw_data(), t.nbytes()) != 0) ++differing;
-    }
+    const int differing = test::differing_tensors(a.last_path, b2.last_path);
     CHECK_MESSAGE(differing == 0, "resume after " << k << " steps: " << differing << " tensors differ");
+    const SafetensorsFile fa = load_safetensors(a.last_path), fb = load_safetensors(b2.last_path);
     CHECK(fa.metadata.at("dropout_step") == fb.metadata.at("dropout_step"));
     CHECK(fa.metadata.at("step") == fb.metadata.at("step"));
   }
 
   // a resume with different trajectory options is refused, naming the option
-  ShiftTrainOptions bad = tiny_options(
-      (std::filesystem::temp_directory_path() / ("larmor_shift_training_" + std::to_string(getpid())) / "part4").string(),
-      0.1);
+  ShiftTrainOptions bad = tiny_options(temp_root.file("part4"), 0.1);
   bad.epochs = 3;
   bad.resume = true;
   bad.lr = 1e-3;
@@ -162,7 +124,7 @@ TEST_CASE("shift training: bad inputs give clear errors") {
   CHECK_THROWS_WITH_AS(parse_nuclei("13C,2H"), doctest::Contains("unknown nucleus '2H'"), Error);
   CHECK_THROWS_WITH_AS(parse_sampler_mode("both"), doctest::Contains("unknown mode"), Error);
 
-  const Dataset ds = tiny_dataset();
+  const Dataset ds = test::chain_dataset();
   ShiftTrainOptions o = tiny_options(temp_dir("bad"), 0.0);
   o.resume = true;
   CHECK_THROWS_WITH_AS(train_shift(ds, o), doctest::Contains("no checkpoint"), Error);
@@ -172,12 +134,10 @@ TEST_CASE("shift training: bad inputs give clear errors") {
   o.nuclei = parse_nuclei("13C");
   o.epochs = 0;
   CHECK_THROWS_WITH_AS(train_shift(ds, o), doctest::Contains("--epochs"), Error);
-  std::filesystem::remove_all(std::filesystem::temp_directory_path() /
-                              ("larmor_shift_training_" + std::to_string(getpid())));
 }
 
 TEST_CASE("shift training: a step budget fixes the schedule and ends mid-epoch with a validation") {
-  const Dataset ds = tiny_dataset();
+  const Dataset ds = test::chain_dataset();
   // 7 training molecules in batches of 3: 3 batches per epoch; a budget of 7 steps = 2 full epochs + 1 batch.
   ShiftTrainOptions o = tiny_options(temp_dir("budget"), 0.1);
   o.steps = 7;
@@ -195,7 +155,7 @@ TEST_CASE("shift training: a step budget fixes the schedule and ends mid-epoch w
   // linear decay to 0 over exactly 7 steps: lr(step) = peak * (1 - step / 7)
   for (size_t i = 0; i < lrs.size(); ++i) CHECK(lrs[i] == doctest::Approx(o.lr * (1.0 - static_cast<double>(i + 1) / 7.0)));
   // resuming a budgeted run from a checkpoint after 4 steps ends with the same weights
-  ShiftTrainOptions a = tiny_options(temp_dir("budget_a"), 0.1), b = a;
+  ShiftTrainOptions a = tiny_options(temp_dir("budget_a"), 0.1), b = tiny_options(temp_dir("budget_b"), 0.1);
   a.steps = b.steps = 7;
   b.max_steps = 4;
   train_shift(ds, a);
@@ -203,15 +163,7 @@ TEST_CASE("shift training: a step budget fixes the schedule and ends mid-epoch w
   b.max_steps = 0;
   b.resume = true;
   train_shift(ds, b);
-  const auto wa = load_safetensors(a.out_dir + "/last.safetensors").tensors;
-  const auto wb = load_safetensors(b.out_dir + "/last.safetensors").tensors;
-  REQUIRE(wa.size() == wb.size());
-  for (const auto& [name, t] : wa) {
-    INFO(name);
-    const Tensor& u = wb.at(name);
-    REQUIRE(u.nbytes() == t.nbytes());
-    CHECK(std::memcmp(u.raw_data(), t.raw_data(), t.nbytes()) == 0);
-  }
+  CHECK(test::differing_tensors(a.out_dir + "/last.safetensors", b.out_dir + "/last.safetensors") == 0);
   o.steps = -1;
   CHECK_THROWS_WITH_AS(train_shift(ds, o), doctest::Contains("--steps"), Error);
 }

@@ -35,35 +35,18 @@ void run_pretrain(PretrainArgs& a) {
   if (!std::ifstream(a.data)) throw Error("cannot open dataset '" + a.data + "'");
   const chem::Dataset ds = chem::load_dataset(a.data);
 
-  std::unique_ptr<Progress> bar;
-  int64_t total_steps = 0;
-  auto cb = [&](const chem::ShiftPretrainEvent& e) {
-    using K = chem::ShiftPretrainEvent::Kind;
-    switch (e.kind) {
-      case K::Message: std::printf("%s\n", e.message.c_str()); std::fflush(stdout); break;
-      case K::EpochStart:
-        total_steps = e.total_steps;
-        bar = std::make_unique<Progress>("epoch " + std::to_string(e.epoch + 1), e.epoch_molecules, "mol");
-        break;
-      case K::Step: {
-        if (!bar) break;
-        char extra[160];
-        std::snprintf(extra, sizeof extra, "step %lld/%lld loss %.4f (tok %.3f acc %.2f xyz %.3f dist %.3f) lr %.2e",
-                      static_cast<long long>(e.step), static_cast<long long>(total_steps), e.loss, e.parts.token,
-                      e.parts.token_accuracy, e.parts.coord, e.parts.distance, e.lr);
-        bar->update(e.molecules, extra);
-        break;
-      }
-      case K::Validation:
-        if (bar) bar->finish();
-        bar.reset();
-        std::printf("%s\n", e.message.c_str());
-        std::fflush(stdout);
-        break;
-    }
-  };
-  const chem::ShiftPretrainResult r = chem::pretrain_shift(ds, o, cb);
-  if (bar) bar->finish();
+  TrainingProgress progress([](const chem::TrainLoopEvent& e) {
+    // on_event is only given pretrain_shift's events, so this is one and carries the step's loss parts
+    const ShiftPretrainLossParts& p = static_cast<const chem::ShiftPretrainEvent&>(e).parts;
+    char extra[160];
+    std::snprintf(extra, sizeof extra, "step %lld/%lld loss %.4f (tok %.3f acc %.2f xyz %.3f dist %.3f) lr %.2e",
+                  static_cast<long long>(e.step), static_cast<long long>(e.total_steps), e.loss, p.token,
+                  p.token_accuracy, p.coord, p.distance, e.lr);
+    return std::string(extra);
+  });
+  const chem::ShiftPretrainResult r =
+      chem::pretrain_shift(ds, o, [&](const chem::ShiftPretrainEvent& e) { progress.on_event(e); });
+  progress.finish();
   std::printf("done: %lld steps in %s; loss %.4f -> %.4f; best %s, last %s, log %s\n", static_cast<long long>(r.steps),
               format_duration(r.seconds).c_str(), r.first_loss, r.last_loss, r.best_path.c_str(), r.last_path.c_str(),
               r.log_path.c_str());

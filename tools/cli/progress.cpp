@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "chem/train_run.h"
+
 namespace larmor::cli {
 
 std::string format_duration(double s) {
@@ -52,6 +54,32 @@ void Progress::draw(int64_t done, const std::string& extra, bool final) {
                static_cast<long long>(done), static_cast<long long>(total_), rate, unit_.c_str(), eta.c_str(),
                extra.empty() ? "" : "  ", extra.c_str(), (final || !tty_) ? "\n" : "");
   std::fflush(stderr);
+}
+
+void TrainingProgress::on_event(const chem::TrainLoopEvent& e) {
+  using K = chem::TrainLoopEvent::Kind;
+  switch (e.kind) {
+    case K::Message:
+      std::printf("%s\n", e.message.c_str());
+      std::fflush(stdout);
+      break;
+    case K::EpochStart:
+      bar_ = std::make_unique<Progress>("epoch " + std::to_string(e.epoch + 1), e.epoch_molecules, "mol");
+      break;
+    case K::Step:
+      if (bar_) bar_->update(e.molecules, step_text_(e));
+      break;
+    case K::Validation:
+      finish();
+      std::printf("%s\n", e.message.c_str());
+      std::fflush(stdout);
+      break;
+  }
+}
+
+void TrainingProgress::finish() {
+  if (bar_) bar_->finish();
+  bar_.reset();
 }
 
 }  // namespace larmor::cli

@@ -42,34 +42,15 @@ void run_train(TrainArgs& a) {
   o.solvent = a.solvent == "on";
   chem::resolve_shift_config(o.config);  // fail on a bad config before loading the data
   const chem::Dataset ds = load_data(a.data);
-  std::unique_ptr<Progress> bar;
-  int64_t total_steps = 0;
-  auto cb = [&](const chem::ShiftTrainEvent& e) {
-    using K = chem::ShiftTrainEvent::Kind;
-    switch (e.kind) {
-      case K::Message: std::printf("%s\n", e.message.c_str()); std::fflush(stdout); break;
-      case K::EpochStart:
-        total_steps = e.total_steps;
-        bar = std::make_unique<Progress>("epoch " + std::to_string(e.epoch + 1), e.epoch_molecules, "mol");
-        break;
-      case K::Step: {
-        if (!bar) break;
-        char extra[128];
-        std::snprintf(extra, sizeof extra, "step %lld/%lld loss %.4f lr %.2e", static_cast<long long>(e.step),
-                      static_cast<long long>(total_steps), e.loss, e.lr);
-        bar->update(e.molecules, extra);
-        break;
-      }
-      case K::Validation:
-        if (bar) bar->finish();
-        bar.reset();
-        std::printf("%s\n", e.message.c_str());
-        std::fflush(stdout);
-        break;
-    }
-  };
-  const chem::ShiftTrainResult r = chem::train_shift(ds, o, cb);
-  if (bar) bar->finish();
+  TrainingProgress progress([](const chem::TrainLoopEvent& e) {
+    char extra[128];
+    std::snprintf(extra, sizeof extra, "step %lld/%lld loss %.4f lr %.2e", static_cast<long long>(e.step),
+                  static_cast<long long>(e.total_steps), e.loss, e.lr);
+    return std::string(extra);
+  });
+  const chem::ShiftTrainResult r =
+      chem::train_shift(ds, o, [&](const chem::ShiftTrainEvent& e) { progress.on_event(e); });
+  progress.finish();
   std::printf("done: %lld steps in %s; best %s, last %s, log %s\n", static_cast<long long>(r.steps),
               format_duration(r.seconds).c_str(), r.best_path.c_str(), r.last_path.c_str(), r.log_path.c_str());
 }
