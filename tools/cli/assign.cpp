@@ -1,0 +1,120 @@
+// `larmor assign`: which carbon each 13C peak of a spectrum belongs to. One molecule (--smiles or a one-record
+// --sdf) and a peak list (chem/peak_list.h format: one shift per line, optional S/D/T/Q multiplicity) in; the
+// assignment with per-peak confidences, and with --k N the N best assignments, out as a table, CSV or JSON.
+// Thin on purpose: methods produce a peaks x carbon-class cost matrix and share the assignment and the output
+// formats (chem/ob_assign.h); `--method predict` is the shift predictor + the optimal assignment, `--method
+// align` (the alignment model) is reserved and fails until that model is wired in. The peak list is read and
+// checked before the model is loaded, so a bad list fails fast with its file and line.
+#include <cctype>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "engine/error.h"
+#include "tools/cli/commands.h"
+
+#ifdef LARMOR_WITH_OPENBABEL
+#include "chem/assignment.h"
+#include "chem/ob_assign.h"
+#include "chem/ob_molecule.h"
+#include "chem/peak_list.h"
+#endif
+
+namespace larmor::cli {
+namespace {
+
+struct AssignArgs {
+  std::string smiles, sdf, peaks, method = "predict", model = "models/larmor-shift-small.safetensors",
+                                   solvent = "unknown", format = "table";
+  int k = 1;
+  double temperature = 2.0;
+  bool no_multiplicity = false;
+};
+
+#ifdef LARMOR_WITH_OPENBABEL
+chem::Solvent solvent_arg(const std::string& s) {
+  std::string k;
+  for (char c : s) k += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const chem::Solvent v = chem::parse_solvent(s);
+  if (v == chem::Solvent::Other && k != "other")
+    throw Error("assign: unknown solvent '" + s + "' (CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6, other or unknown)");
+  return v;
+}
+
+chem::Molecule read_molecule(const AssignArgs& a) {
+  if (!a.smiles.empty()) return chem::molecule_from_smiles(a.smiles, "smiles");
+  chem::MoleculeReader reader(a.sdf, chem::MoleculeFormat::Sdf);
+  chem::MoleculeRecord rec;
+  if (!reader.next(rec)) throw Error("assign: " + a.sdf + ": no record");
+  if (!rec.ok()) throw Error("assign: " + rec.error);
+  chem::Molecule mol = std::move(*rec.molecule);
+  chem::MoleculeRecord more;
+  if (reader.next(more)) throw Error("assign: " + a.sdf + " holds more than one record; give one molecule");
+  return mol;
+}
+
+void run_assign(const AssignArgs& a) {
+  const int sources = static_cast<int>(!a.smiles.empty()) + static_cast<int>(!a.sdf.empty());
+  if (sources != 1) throw Error("assign: give exactly one of --smiles, --sdf");
+  if (a.format != "table" && a.format != "csv" && a.format != "json")
+    throw Error("assign: --format must be table, csv or json");
+  if (a.method != "predict" && a.method != "align") throw Error("assign: --method must be predict or align");
+  if (a.method == "align")
+    throw Error("assign: --method align is not available yet (the alignment model is not wired in); use --method predict");
+  if (a.k < 1 || a.k > 1000) throw Error("assign: --k must be between 1 and 1000");
+  const chem::Solvent solvent = solvent_arg(a.solvent);
+  const std::vector<chem::Peak> peaks = chem::read_peak_list_file(a.peaks);
+  const chem::Molecule mol = read_molecule(a);
+  {
+    int32_t carbons = 0;
+    for (const chem::CarbonClass& c : chem::carbon_classes(mol)) carbons += static_cast<int32_t>(c.atoms.size());
+    chem::validate_peak_list(peaks, carbons, a.peaks);
+  }
+  chem::AssignOptions options;
+  options.k_best = a.k;
+  options.temperature = a.temperature;
+  options.use_multiplicity = !a.no_multiplicity;
+
+  // A method turns (molecule, peaks) into a report; the assignment and the formats are shared.
+  ShiftPredictor predictor(a.model);
+  const AssignReport report = assign_by_prediction(predictor, mol, peaks, solvent, options, a.peaks);
+
+  if (a.format != "table")  // the table prints them itself
+    for (const std::string& w : report.warnings) std::fprintf(stderr, "larmor assign: warning: %s\n", w.c_str());
+  std::string text;
+  if (a.format == "table") text = format_assign_table(report);
+  else if (a.format == "csv") text = format_assign_csv(report);
+  else text = format_assign_json(report) + "\n";
+  std::fputs(text.c_str(), stdout);
+}
+#endif
+
+}  // namespace
+
+void add_assign_command(CLI::App& app) {
+  auto a = std::make_shared<AssignArgs>();
+  auto* cmd = app.add_subcommand("assign", "Assign a 13C peak list to the carbons of a molecule");
+  cmd->add_option("--smiles", a->smiles, "the molecule as SMILES");
+  cmd->add_option("--sdf", a->sdf, "the molecule as a one-record SD file");
+  cmd->add_option("--peaks", a->peaks, "13C peak list: one shift per line, optional S/D/T/Q ('-' = stdin)")->required();
+  cmd->add_option("--method", a->method, "predict (shift model + optimal assignment) or align (not available yet)")
+      ->capture_default_str();
+  cmd->add_option("--model", a->model, "shift-model checkpoint for --method predict")->capture_default_str();
+  cmd->add_option("--solvent", a->solvent, "CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6 or unknown")
+      ->capture_default_str();
+  cmd->add_option("--k", a->k, "also list the k best assignments (k >= 1)")->capture_default_str();
+  cmd->add_option("--temperature", a->temperature,
+                  "confidence scale in ppm (about the method's mean absolute error)")
+      ->capture_default_str();
+  cmd->add_flag("--no-multiplicity", a->no_multiplicity, "ignore the peaks' multiplicities");
+  cmd->add_option("--format", a->format, "table, csv or json")->capture_default_str();
+  cmd->callback([a] {
+#ifdef LARMOR_WITH_OPENBABEL
+    run_assign(*a);
+#else
+    throw larmor::Error("assign: this larmor was built without Open Babel 3 (install libopenbabel-dev and rebuild)");
+#endif
+  });
+}
+
+}  // namespace larmor::cli
