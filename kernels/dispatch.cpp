@@ -1,5 +1,16 @@
 // The dispatcher: the single path every op call takes (validate -> allocate -> kernel -> tape).
+//
+// Opt-in op profile: with LARMOR_PROFILE=1 in the environment, every call's wall time (shape rule,
+// allocation and kernel; not the tape) is accumulated per (op, phase) and a table sorted by time is
+// printed to stderr at exit. Phase "fwd" is a call with grad mode on, "bwd/nograd" one with it off (the
+// backward pass runs with grad mode off, and so does inference). When the variable is unset the cost is
+// one predictable branch on a cached flag per call.
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <sstream>
 
@@ -43,6 +54,45 @@ OpDef* table() {
   static std::once_flag once;
   std::call_once(once, init_table);
   return g_table;
+}
+
+// ---- opt-in profile ----------------------------------------------------------------------------------
+struct OpProfile {
+  std::atomic<int64_t> ns[kNumOps][2] = {};     // [op][0 fwd, 1 bwd/nograd]
+  std::atomic<int64_t> calls[kNumOps][2] = {};
+  ~OpProfile() { print(); }
+  void print() const {
+    struct Row { int op, phase; int64_t ns, calls; };
+    std::vector<Row> rows;
+    int64_t total = 0;
+    for (int i = 0; i < kNumOps; ++i)
+      for (int p = 0; p < 2; ++p) {
+        int64_t c = calls[i][p].load();
+        if (c == 0) continue;
+        rows.push_back({i, p, ns[i][p].load(), c});
+        total += rows.back().ns;
+      }
+    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.ns > b.ns; });
+    std::fprintf(stderr, "\nLARMOR_PROFILE: wall time per op (shape rule + allocation + kernel)\n");
+    std::fprintf(stderr, "%-26s %-11s %10s %12s %10s %7s\n", "op", "phase", "calls", "total ms", "us/call", "share");
+    for (const Row& r : rows)
+      std::fprintf(stderr, "%-26s %-11s %10lld %12.1f %10.1f %6.1f%%\n", kOpNames[r.op], r.phase ? "bwd/nograd" : "fwd",
+                   static_cast<long long>(r.calls), r.ns / 1e6, r.ns / 1e3 / static_cast<double>(r.calls),
+                   total ? 100.0 * static_cast<double>(r.ns) / static_cast<double>(total) : 0.0);
+    std::fprintf(stderr, "%-26s %-11s %10s %12.1f\n", "total", "", "", total / 1e6);
+  }
+};
+
+bool profile_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("LARMOR_PROFILE");
+    return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+OpProfile& profile() {
+  static OpProfile p;  // constructed on first use, printed when static objects are destroyed at exit
+  return p;
 }
 
 std::string inputs_str(const std::vector<Tensor>& in) {
@@ -92,6 +142,9 @@ int64_t op_norm_axis(OpId id, const std::vector<Tensor>& in, int64_t axis, int64
 }
 
 std::vector<Tensor> call_op(OpId id, const std::vector<Tensor>& inputs, const Attrs& attrs) {
+  const bool profiling = profile_enabled();
+  std::chrono::steady_clock::time_point t0;
+  if (profiling) t0 = std::chrono::steady_clock::now();
   const OpDef& def = op_def(id);
   if (def.num_inputs >= 0) op_expect_arity(id, inputs, static_cast<size_t>(def.num_inputs));
   Device device = Device::cpu();
@@ -119,6 +172,12 @@ std::vector<Tensor> call_op(OpId id, const std::vector<Tensor>& inputs, const At
     fn(inputs, outputs, attrs);
   }
   g_counts[static_cast<int>(id)][static_cast<int>(device.type)].fetch_add(1, std::memory_order_relaxed);
+  if (profiling) {
+    int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+    int phase = grad_enabled() ? 0 : 1;
+    profile().ns[static_cast<int>(id)][phase].fetch_add(ns, std::memory_order_relaxed);
+    profile().calls[static_cast<int>(id)][phase].fetch_add(1, std::memory_order_relaxed);
+  }
 
   if (def.backward && grad_enabled()) {
     std::vector<bool> needs(inputs.size());

@@ -1,5 +1,7 @@
 // Element-wise ops. Binary ops broadcast numpy-style; their backward sums the gradient back over the
-// broadcast axes (sum_to). Unary ops share one backward op, UnaryBackward(x, y, dy) -> dx, whose attr
+// broadcast axes (sum_to). Broadcasting runs as rows with a contiguous inner loop (see BinaryPlan), never
+// as per-element index arithmetic: the bias adds of every Linear and their masks are a large part of a
+// training step. Unary ops share one backward op, UnaryBackward(x, y, dy) -> dx, whose attr
 // names the unary op, so each derivative is written once, next to its forward, and gets a CUDA slot.
 #include <cmath>
 
@@ -46,6 +48,52 @@ std::vector<TensorMeta> infer_binary(OpId id, const std::vector<Tensor>& in) {
   return {{broadcast_shapes(id, in, in[0].shape(), in[1].shape()), in[0].dtype()}};
 }
 
+// Broadcast plan of a binary op: the output axes with size-1 axes dropped and neighbours merged wherever
+// both inputs step through them alike (both contiguous across the pair, or both broadcast), with each
+// input's element stride per axis (0 on a broadcast axis). The last axis then has stride 1 or 0 in each
+// input, so the kernel is a loop over rows (index math once per row) around a contiguous inner loop the
+// compiler vectorises: (B, N, D) + (D) becomes (B*N rows) x (D, stride 1 | stride 0 rows),
+// (B, N, D) * (B, N, 1) becomes (B*N) x (D: contiguous | one scalar per row).
+struct BinaryPlan {
+  std::vector<int64_t> size, stride_a, stride_b;
+};
+BinaryPlan plan_binary(const Shape& a, const Shape& b, const Shape& out) {
+  std::vector<int64_t> sa = broadcast_strides(a, out), sb = broadcast_strides(b, out);
+  BinaryPlan p;
+  for (size_t d = 0; d < out.size(); ++d) {
+    const int64_t n = out[d];
+    if (n == 1) continue;
+    if (!p.size.empty() && p.stride_a.back() == sa[d] * n && p.stride_b.back() == sb[d] * n) {
+      p.size.back() *= n;
+      p.stride_a.back() = sa[d];
+      p.stride_b.back() = sb[d];
+      continue;
+    }
+    p.size.push_back(n);
+    p.stride_a.push_back(sa[d]);
+    p.stride_b.push_back(sb[d]);
+  }
+  return p;
+}
+
+// One output row of `n` elements: each input either contiguous (stride 1) or one value (stride 0).
+template <typename T, typename F>
+inline void binary_row(const T* __restrict a, int64_t step_a, const T* __restrict b, int64_t step_b,
+                       T* __restrict o, int64_t n, F f) {
+  if (step_a != 0 && step_b != 0) {
+    for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], b[i]);
+  } else if (step_a != 0) {
+    const T y = b[0];
+    for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], y);
+  } else if (step_b != 0) {
+    const T x = a[0];
+    for (int64_t i = 0; i < n; ++i) o[i] = f(x, b[i]);
+  } else {
+    const T v = f(a[0], b[0]);
+    for (int64_t i = 0; i < n; ++i) o[i] = v;
+  }
+}
+
 template <typename F>
 void binary_kernel(const std::vector<Tensor>& in, std::vector<Tensor>& out, F f) {
   LARMOR_DISPATCH_FLOAT(out[0].dtype(), "binary", [&] {
@@ -53,25 +101,28 @@ void binary_kernel(const std::vector<Tensor>& in, std::vector<Tensor>& out, F f)
     const scalar_t* b = cptr<scalar_t>(in[1]);
     scalar_t* o = mptr<scalar_t>(out[0]);
     int64_t n = out[0].numel();
+    if (n == 0) return;
     if (in[0].shape() == in[1].shape()) {
-      parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) o[i] = f(a[i], b[i]);
-      });
+      parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) { binary_row(a + lo, 1, b + lo, 1, o + lo, hi - lo, f); });
       return;
     }
-    const Shape& os = out[0].shape();
-    auto sa = broadcast_strides(in[0].shape(), os), sb = broadcast_strides(in[1].shape(), os);
-    int64_t nd = static_cast<int64_t>(os.size());
-    parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        int64_t rem = i, ia = 0, ib = 0;
-        for (int64_t d = nd - 1; d >= 0; --d) {
-          int64_t c = rem % os[d];
-          rem /= os[d];
-          ia += c * sa[d];
-          ib += c * sb[d];
+    const BinaryPlan p = plan_binary(in[0].shape(), in[1].shape(), out[0].shape());
+    const int64_t nd = static_cast<int64_t>(p.size.size());
+    if (nd == 0) {  // every axis has size 1
+      o[0] = f(a[0], b[0]);
+      return;
+    }
+    const int64_t inner = p.size[nd - 1], step_a = p.stride_a[nd - 1], step_b = p.stride_b[nd - 1];
+    parallel_for(0, n / inner, std::max<int64_t>(1, kGrain / inner), [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; ++r) {
+        int64_t rem = r, ia = 0, ib = 0;
+        for (int64_t d = nd - 2; d >= 0; --d) {
+          const int64_t c = rem % p.size[d];
+          rem /= p.size[d];
+          ia += c * p.stride_a[d];
+          ib += c * p.stride_b[d];
         }
-        o[i] = f(a[ia], b[ib]);
+        binary_row(a + ia, step_a, b + ib, step_b, o + r * inner, inner, f);
       }
     });
   });
@@ -200,6 +251,14 @@ std::vector<TensorMeta> infer_UnaryBackward(const std::vector<Tensor>& in, const
     op_fail(OpId::UnaryBackward, in, "x, y and dy must have one shape");
   return {{in[0].shape(), in[0].dtype()}};
 }
+// The derivative is chosen once per call (a template per op), not per element, so the cheap ones
+// (Neg, Relu, Tanh, Square, ...) vectorise.
+template <OpId OP, typename T>
+void unary_backward_loop(const T* x, const T* y, const T* dy, T* dx, int64_t n) {
+  parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) dx[i] = dy[i] * unary_derivative(OP, x[i], y[i]);
+  });
+}
 void fwd_UnaryBackward(const std::vector<Tensor>& in, std::vector<Tensor>& out, const Attrs& a) {
   OpId op = static_cast<OpId>(a.i(0));
   LARMOR_DISPATCH_FLOAT(in[0].dtype(), "UnaryBackward", [&] {
@@ -207,9 +266,20 @@ void fwd_UnaryBackward(const std::vector<Tensor>& in, std::vector<Tensor>& out, 
     const scalar_t* y = cptr<scalar_t>(in[1]);
     const scalar_t* dy = cptr<scalar_t>(in[2]);
     scalar_t* dx = mptr<scalar_t>(out[0]);
-    parallel_for(0, in[0].numel(), kGrain, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) dx[i] = dy[i] * unary_derivative(op, x[i], y[i]);
-    });
+    const int64_t n = in[0].numel();
+    switch (op) {
+      case OpId::Neg: unary_backward_loop<OpId::Neg>(x, y, dy, dx, n); break;
+      case OpId::Exp: unary_backward_loop<OpId::Exp>(x, y, dy, dx, n); break;
+      case OpId::Log: unary_backward_loop<OpId::Log>(x, y, dy, dx, n); break;
+      case OpId::Tanh: unary_backward_loop<OpId::Tanh>(x, y, dy, dx, n); break;
+      case OpId::Gelu: unary_backward_loop<OpId::Gelu>(x, y, dy, dx, n); break;
+      case OpId::Relu: unary_backward_loop<OpId::Relu>(x, y, dy, dx, n); break;
+      case OpId::Sigmoid: unary_backward_loop<OpId::Sigmoid>(x, y, dy, dx, n); break;
+      case OpId::Abs: unary_backward_loop<OpId::Abs>(x, y, dy, dx, n); break;
+      case OpId::Sqrt: unary_backward_loop<OpId::Sqrt>(x, y, dy, dx, n); break;
+      case OpId::Square: unary_backward_loop<OpId::Square>(x, y, dy, dx, n); break;
+      default: throw Error(std::string("UnaryBackward: not a unary op: ") + op_name(op));
+    }
   });
 }
 

@@ -5,7 +5,8 @@
 // philox_uniform(seed, stream, i) >= p, a pure function of (seed, stream, i). So the mask never has to
 // be stored: the backward is the same Dropout applied to the gradient, and a CUDA kernel reproduces
 // the CPU mask bit for bit. The Gaussian basis is element-wise over (x, k); its backward is a dedicated
-// op that recomputes g and reduces dmean/dstd over x's elements one k per thread (deterministic).
+// op that recomputes g once (keeping dy * g in a scratch buffer) and reduces dmean/dstd over x's elements
+// in order, each k owned by one thread (deterministic, independent of the thread count).
 #include <algorithm>
 #include <cmath>
 
@@ -46,18 +47,25 @@ void fwd_Dropout(const std::vector<Tensor>& in, std::vector<Tensor>& out, const 
   const double p = a.f(0);
   const bool active = a.i(0) != 0 && p > 0;
   const uint64_t seed = static_cast<uint64_t>(a.i(1)), stream = static_cast<uint64_t>(a.i(2));
+  // philox_uniform is k * 2^-24 for the 24-bit integer k = word >> 8, and p * 2^24 is exact in double, so
+  // "uniform >= p" is "k >= ceil(p * 2^24)": the same mask from an integer compare in a branch-free loop
+  // that the compiler vectorises (the Philox rounds dominate).
+  const uint32_t keep_from = static_cast<uint32_t>(std::ceil(p * 16777216.0));
+  const uint32_t stream_lo = static_cast<uint32_t>(stream), stream_hi = static_cast<uint32_t>(stream >> 32);
   LARMOR_DISPATCH_FLOAT(in[0].dtype(), "Dropout", [&] {
     const scalar_t* x = cptr<scalar_t>(in[0]);
     scalar_t* y = mptr<scalar_t>(out[0]);
     const scalar_t scale = static_cast<scalar_t>(1.0 / (1.0 - p));
+    if (!active) {
+      std::copy(x, x + in[0].numel(), y);
+      return;
+    }
     parallel_for(0, in[0].numel(), kGrain, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
-        if (!active) {
-          y[i] = x[i];
-          continue;
-        }
-        bool keep = static_cast<double>(philox_uniform(seed, stream, static_cast<uint64_t>(i))) >= p;
-        y[i] = keep ? x[i] * scale : scalar_t(0);
+        const uint64_t u = static_cast<uint64_t>(i);
+        const Philox4 r = philox4x32_10(seed, static_cast<uint32_t>(u), static_cast<uint32_t>(u >> 32), stream_lo, stream_hi);
+        const scalar_t kept = x[i] * scale;  // unconditional load: a select, not a masked load
+        y[i] = (r.v[0] >> 8) >= keep_from ? kept : scalar_t(0);
       }
     });
   });
@@ -130,31 +138,41 @@ void fwd_GaussianBasisBackward(const std::vector<Tensor>& in, std::vector<Tensor
     scalar_t* dx = mptr<scalar_t>(out[0]);
     scalar_t* dmean = mptr<scalar_t>(out[1]);
     scalar_t* dstd = mptr<scalar_t>(out[2]);
-    auto s_of = [&](int64_t j) { return std::abs(sd[j]) + static_cast<scalar_t>(kStdFloor); };
-    // dx: one element of x per index, summing over k.
+    std::vector<scalar_t> s(static_cast<size_t>(k));  // (K) the floored widths
+    for (int64_t j = 0; j < k; ++j) s[j] = std::abs(sd[j]) + static_cast<scalar_t>(kStdFloor);
+    // Pass 1, one row of x per index: p = dy * g (kept for pass 2, so exp runs once per element) and
+    // dx = sum_k -p z / s in increasing k.
+    std::vector<scalar_t> prod(static_cast<size_t>(n * k));  // (..., K) dy * g
     parallel_for(0, n, std::max<int64_t>(1, kGrain / std::max<int64_t>(k, 1)), [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
         scalar_t acc = 0;
         for (int64_t j = 0; j < k; ++j) {
-          scalar_t s = s_of(j), z = (x[i] - mean[j]) / s;
-          acc -= dy[i * k + j] * gaussian_value(x[i], mean[j], s) * z / s;
+          const scalar_t z = (x[i] - mean[j]) / s[j];
+          const scalar_t pij = dy[i * k + j] * gaussian_value(x[i], mean[j], s[j]);
+          prod[i * k + j] = pij;
+          acc -= pij * z / s[j];
         }
         dx[i] = acc;
       }
     });
-    // dmean, dstd: one basis function per index, summing over x in order.
+    // Pass 2, a block of basis functions per index: dmean, dstd summed over x in increasing order, all the
+    // block's k at once per row (contiguous reads of prod, not a k-strided walk per basis function).
     parallel_for(0, k, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)), [&](int64_t lo, int64_t hi) {
-      for (int64_t j = lo; j < hi; ++j) {
-        scalar_t s = s_of(j), am = 0, as = 0;
-        for (int64_t i = 0; i < n; ++i) {
-          scalar_t z = (x[i] - mean[j]) / s;
-          scalar_t t = dy[i * k + j] * gaussian_value(x[i], mean[j], s) / s;
-          am += t * z;
-          as += t * (z * z - scalar_t(1));
+      std::vector<scalar_t> am(static_cast<size_t>(hi - lo), scalar_t(0)), as(static_cast<size_t>(hi - lo), scalar_t(0));
+      for (int64_t i = 0; i < n; ++i) {
+        const scalar_t xi = x[i];
+        const scalar_t* prow = prod.data() + i * k;
+        for (int64_t j = lo; j < hi; ++j) {
+          const scalar_t z = (xi - mean[j]) / s[j];
+          const scalar_t t = prow[j] / s[j];
+          am[j - lo] += t * z;
+          as[j - lo] += t * (z * z - scalar_t(1));
         }
-        scalar_t sign = sd[j] > 0 ? scalar_t(1) : (sd[j] < 0 ? scalar_t(-1) : scalar_t(0));
-        dmean[j] = am;
-        dstd[j] = sign * as;
+      }
+      for (int64_t j = lo; j < hi; ++j) {
+        const scalar_t sign = sd[j] > 0 ? scalar_t(1) : (sd[j] < 0 ? scalar_t(-1) : scalar_t(0));
+        dmean[j] = am[j - lo];
+        dstd[j] = sign * as[j - lo];
       }
     });
   });

@@ -1,6 +1,8 @@
 // Reductions over a set of axes. The input is viewed as (outer..., reduced..., inner...) by walking
 // every output element and, for each, every reduced index; indices are computed from row-major
-// strides, so any axis set works. Sums accumulate in the input precision in a fixed order, so results
+// strides, so any axis set works; when the reduced axes are one contiguous run (bias gradients, last-axis
+// and leading-axis sums: nearly every call) a row / column-block loop does the same arithmetic without the
+// per-element index math. Sums accumulate in the input precision in a fixed order, so results
 // are deterministic whatever the thread count (parallelism is over output elements).
 // Max's backward routes the gradient to the first maximal element (MaxBackward), like torch.amax's
 // subgradient choice being one valid one; gradcheck avoids ties.
@@ -97,9 +99,88 @@ struct ReduceIndexer {
   }
 };
 
+// The input as (outer O, reduced R, inner C) when the reduced axes (size-1 axes ignored) form one
+// contiguous run: (B, N, D) summed over (0, 1) is (1, B*N, D), a LayerNorm-style last-axis sum is (B*N, D, 1).
+// Other axis sets (reduced, kept, reduced) have no such view and take the general indexer.
+struct ReduceBlock {
+  bool ok = false;
+  int64_t outer = 1, reduced = 1, inner = 1;
+};
+ReduceBlock plan_block(const Shape& s, const std::vector<bool>& reduced) {
+  ReduceBlock blk;
+  int stage = 0;  // 0: outer kept axes, 1: reduced run, 2: inner kept axes
+  for (size_t d = 0; d < s.size(); ++d) {
+    if (s[d] == 1) continue;
+    if (reduced[d]) {
+      if (stage == 2) return blk;  // a second reduced run
+      stage = 1;
+      blk.reduced *= s[d];
+    } else {
+      if (stage == 1) stage = 2;
+      (stage == 0 ? blk.outer : blk.inner) *= s[d];
+    }
+  }
+  blk.ok = true;
+  return blk;
+}
+
+// Every output element is combined from its reduced elements in increasing reduced index, starting from 0
+// (sum) or -inf (max), exactly as the general path does, so both paths give bit-identical results and
+// neither depends on the thread count (each output element belongs to one thread). With C > 1 the
+// reduction runs a whole block of output columns per input row (a column sum: contiguous, vectorised,
+// same order per column).
+template <int KIND, typename T>
+void reduce_block(const T* x, T* y, const ReduceBlock& blk) {
+  const int64_t R = blk.reduced, C = blk.inner;
+  auto finish = [R](T s) {
+    if (KIND != 1) return s;
+    return R ? s / static_cast<T>(R) : std::numeric_limits<T>::quiet_NaN();
+  };
+  const T init = KIND == 2 ? -std::numeric_limits<T>::infinity() : T(0);
+  const int64_t nout = blk.outer * C;
+  parallel_for(0, nout, std::max<int64_t>(1, kGrain / std::max<int64_t>(R, 1)), [&](int64_t lo, int64_t hi) {
+    if (C == 1) {  // row reductions over contiguous runs of R
+      for (int64_t o = lo; o < hi; ++o) {
+        const T* row = x + o * R;
+        T s = init;
+        if (KIND == 2) {
+          for (int64_t r = 0; r < R; ++r) s = std::max(s, row[r]);
+        } else {
+          for (int64_t r = 0; r < R; ++r) s += row[r];
+        }
+        y[o] = finish(s);
+      }
+      return;
+    }
+    for (int64_t start = lo; start < hi;) {  // column blocks [c0, c1) of one outer index
+      const int64_t oo = start / C, c0 = start % C, c1 = std::min(C, c0 + (hi - start)), w = c1 - c0;
+      T* __restrict acc = y + oo * C + c0;
+      for (int64_t c = 0; c < w; ++c) acc[c] = init;
+      for (int64_t r = 0; r < R; ++r) {
+        const T* __restrict row = x + (oo * R + r) * C + c0;
+        if (KIND == 2) {
+          for (int64_t c = 0; c < w; ++c) acc[c] = std::max(acc[c], row[c]);
+        } else {
+          for (int64_t c = 0; c < w; ++c) acc[c] += row[c];
+        }
+      }
+      if (KIND == 1)
+        for (int64_t c = 0; c < w; ++c) acc[c] = finish(acc[c]);
+      start += w;
+    }
+  });
+}
+
 template <int KIND>  // 0 sum, 1 mean, 2 max
 void reduce_kernel(OpId id, const std::vector<Tensor>& in, std::vector<Tensor>& out, const Attrs& a) {
   ReducePlan p = plan_reduce(id, in, a);
+  const ReduceBlock blk = plan_block(in[0].shape(), p.reduced);
+  if (blk.ok && in[0].numel() > 0) {
+    LARMOR_DISPATCH_FLOAT(in[0].dtype(), op_name(id), [&] {
+      reduce_block<KIND>(cptr<scalar_t>(in[0]), mptr<scalar_t>(out[0]), blk);
+    });
+    return;
+  }
   ReduceIndexer ix(in[0].shape(), p.reduced);
   LARMOR_DISPATCH_FLOAT(in[0].dtype(), op_name(id), [&] {
     const scalar_t* x = cptr<scalar_t>(in[0]);
