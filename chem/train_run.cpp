@@ -91,6 +91,15 @@ TrainRunPaths prepare_train_run_dir(const std::string& out_dir) {
 std::map<std::string, std::string> read_resume_metadata(const std::string& what, const std::string& last_path,
                                                         const ShiftModelConfig& config, const std::string& run_options,
                                                         const std::vector<std::string>& extra_keys) {
+  return read_resume_metadata(
+      what, last_path, [&](const std::string& text) { return ShiftModelConfig::from_json(text) == config; },
+      run_options, extra_keys);
+}
+
+std::map<std::string, std::string> read_resume_metadata(
+    const std::string& what, const std::string& last_path,
+    const std::function<bool(const std::string& model_config_json)>& same_model_config, const std::string& run_options,
+    const std::vector<std::string>& extra_keys) {
   auto fail = [&](const std::string& m) { throw Error(what + ": --resume: " + m); };
   if (!std::filesystem::exists(last_path)) fail("no checkpoint '" + last_path + "'");
   std::map<std::string, std::string> meta = load_safetensors(last_path).metadata;
@@ -98,8 +107,7 @@ std::map<std::string, std::string> read_resume_metadata(const std::string& what,
   keys.insert(keys.end(), extra_keys.begin(), extra_keys.end());
   for (const std::string& k : keys)
     if (!meta.count(k)) fail("'" + last_path + "' has no '" + k + "' metadata");
-  if (!(ShiftModelConfig::from_json(meta["model_config"]) == config))
-    fail("the checkpoint's model config differs from the requested one");
+  if (!same_model_config(meta["model_config"])) fail("the checkpoint's model config differs from the requested one");
   const json want = json::parse(run_options), have = json::parse(meta["run_options"]);
   std::string diff;
   for (auto it = want.begin(); it != want.end(); ++it)
@@ -110,14 +118,11 @@ std::map<std::string, std::string> read_resume_metadata(const std::string& what,
   return meta;
 }
 
-TrainRunPosition restore_train_run(const std::string& last_path, const std::map<std::string, std::string>& meta,
-                                   const std::string& best_key, ShiftModel& model, AdamW& optimizer) {
-  load_checkpoint(last_path, model, &optimizer);
+TrainRunPosition train_run_position(const std::map<std::string, std::string>& meta, const std::string& best_key) {
   TrainRunPosition p;
   p.step = std::stoll(meta.at("step"));
   p.epoch = std::stoll(meta.at("epoch"));
   p.batch = std::stoll(meta.at("batch"));
-  model.set_dropout_step(std::stoull(meta.at("dropout_step")));
   auto it = meta.find(best_key);
   if (it != meta.end() && !it->second.empty()) p.best = std::stod(it->second);
   return p;
@@ -160,7 +165,7 @@ LrSchedule warmup_linear_schedule(double peak_lr, double end_lr, double warmup_f
   return s;
 }
 
-double apply_gradients(Tensor& loss, ShiftModel& model, AdamW& optimizer, double clip, double lr) {
+double apply_gradients(Tensor& loss, Module& model, AdamW& optimizer, double clip, double lr) {
   loss.backward();
   const double norm = clip_grad_norm(model.parameters(), clip);
   if (std::isfinite(norm)) optimizer.step(lr);

@@ -1,6 +1,8 @@
-// The machinery shared by the shift model's two training loops, train_shift (chem/shift_training.cpp) and
-// pretrain_shift (chem/shift_pretrain.cpp): option checks, the resume check, checkpoint metadata, the
-// optimizer and LR schedule, log.csv, and the epoch/step/validation loop with its events.
+// The machinery shared by the training loops, train_shift (chem/shift_training.cpp), pretrain_shift
+// (chem/shift_pretrain.cpp) and train_align (chem/align_training.cpp): option checks, the resume check,
+// checkpoint metadata, the optimizer and LR schedule, log.csv, and the epoch/step/validation loop with its
+// events. The loop and the resume helpers take the model as a template parameter (ShiftModel by default;
+// AlignModel for the alignment model): all they need is a Module with dropout_step / set_dropout_step.
 //
 // Why it is built this way:
 //   - Exact resume depends on the order of things in the loop (stop before a step, the LR of step k + 1,
@@ -59,6 +61,12 @@ TrainRunPaths prepare_train_run_dir(const std::string& out_dir);
 std::map<std::string, std::string> read_resume_metadata(const std::string& what, const std::string& last_path,
                                                         const ShiftModelConfig& config, const std::string& run_options,
                                                         const std::vector<std::string>& extra_keys = {});
+// The same for any model: same_model_config(checkpoint's "model_config" JSON) says whether it is the
+// requested config.
+std::map<std::string, std::string> read_resume_metadata(
+    const std::string& what, const std::string& last_path,
+    const std::function<bool(const std::string& model_config_json)>& same_model_config, const std::string& run_options,
+    const std::vector<std::string>& extra_keys = {});
 
 // Where a run stands: global steps done, epoch and batch within it to continue from, best selection score
 // so far (lower is better; NaN: none yet).
@@ -66,10 +74,17 @@ struct TrainRunPosition {
   int64_t step = 0, epoch = 0, batch = 0;
   double best = std::numeric_limits<double>::quiet_NaN();
 };
+// The position stored in resume metadata; the best score is metadata[best_key] (empty or missing: NaN).
+TrainRunPosition train_run_position(const std::map<std::string, std::string>& metadata, const std::string& best_key);
 // Loads weights and optimizer state of a resumed checkpoint (metadata from read_resume_metadata), restores
-// the model's dropout step and returns the position; the best score is metadata[best_key] (empty: NaN).
+// the model's dropout step and returns the position (train_run_position).
+template <typename Model>
 TrainRunPosition restore_train_run(const std::string& last_path, const std::map<std::string, std::string>& metadata,
-                                   const std::string& best_key, ShiftModel& model, AdamW& optimizer);
+                                   const std::string& best_key, Model& model, AdamW& optimizer) {
+  load_checkpoint(last_path, model, &optimizer);
+  model.set_dropout_step(std::stoull(metadata.at("dropout_step")));
+  return train_run_position(metadata, best_key);
+}
 std::string resume_message(const std::string& last_path, const TrainRunPosition& position);
 
 // The metadata every checkpoint of a run carries besides its position: the task ("shift",
@@ -85,7 +100,7 @@ AdamWOptions shift_adamw_options(double lr, double weight_decay);
 LrSchedule warmup_linear_schedule(double peak_lr, double end_lr, double warmup_fraction, int64_t total_steps);
 // The update of one step once the loss is computed: backward, gradients clipped to total norm `clip`, an
 // AdamW step at `lr` unless the norm is not finite (the step is skipped), gradients zeroed. Returns the norm.
-double apply_gradients(Tensor& loss, ShiftModel& model, AdamW& optimizer, double clip, double lr);
+double apply_gradients(Tensor& loss, Module& model, AdamW& optimizer, double clip, double lr);
 
 // ---- log.csv: one row per step, validation columns filled on the epoch-end rows ----
 class TrainCsvLog {
@@ -131,9 +146,9 @@ struct TrainValidation {
   std::string summary;
 };
 
-template <typename Event>
+template <typename Event, typename Model = ShiftModel>
 struct TrainLoop {
-  ShiftModel* model = nullptr;
+  Model* model = nullptr;
   AdamW* optimizer = nullptr;
   TrainCsvLog* log = nullptr;
   TrainRunPaths paths;
@@ -155,7 +170,7 @@ struct TrainLoop {
   std::function<void(const Event&)> emit;
 
   // The run's model, optimizer, log and files, and where a run stops or writes periodic checkpoints.
-  void bind(ShiftModel& m, AdamW& opt, TrainCsvLog& csv, const TrainRunPaths& files, int64_t stop_after,
+  void bind(Model& m, AdamW& opt, TrainCsvLog& csv, const TrainRunPaths& files, int64_t stop_after,
             int64_t every) {
     model = &m;
     optimizer = &opt;
@@ -190,8 +205,8 @@ void fill_train_result(Result& res, const TrainRunPaths& paths, const TrainLoopR
 // Runs epochs from loop.start to loop.epochs: each step's event, a periodic last.safetensors, a stop at
 // max_steps (last.safetensors at the position reached), and at every epoch end validation, best.safetensors
 // when the score improved (or was not measured) and last.safetensors at the next epoch's start.
-template <typename Event>
-TrainLoopResult run_train_loop(const TrainLoop<Event>& loop) {
+template <typename Event, typename Model>
+TrainLoopResult run_train_loop(const TrainLoop<Event, Model>& loop) {
   using Kind = TrainLoopEvent::Kind;
   auto emit = [&](const Event& e) {
     if (loop.emit) loop.emit(e);

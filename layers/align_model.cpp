@@ -71,6 +71,7 @@ AlignModelConfig AlignModelConfig::tiny() {
   c.cnn_channels = 2;
   c.spectrum_dim = 12;
   c.projection_dim = 8;
+  c.logit_scale = 1.0;  // 8-wide embeddings: raw dot products are already O(1)
   return c;
 }
 

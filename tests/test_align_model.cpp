@@ -149,7 +149,7 @@ TEST_CASE("AlignModelConfig: defaults, validation and JSON round trip") {
   CHECK(d.soft_targets);
   CHECK(d.shared_graph_encoder);
   CHECK(d.molecule_gradient == "both");
-  CHECK(d.logit_scale == 1.0);
+  CHECK(d.logit_scale == doctest::Approx(1.0 / std::sqrt(512.0)));
   d.validate();
   CHECK(AlignModelConfig::from_json(d.to_json()) == d);
   AlignModelConfig c = AlignModelConfig::tiny();

@@ -151,6 +151,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--init", a->o.init_from, "start from a pretrained checkpoint (train pretrain; backbone weights)");
   cmd->callback([a] { run_train(*a); });
   add_pretrain_command(*train);
+  add_align_command(*train);
 
   auto* eval = app.add_subcommand("eval", "Evaluate a model");
   eval->require_subcommand(1);
@@ -164,6 +165,7 @@ void add_train_command(CLI::App& app) {
   ecmd->add_option("--batch", e->batch, "molecules per batch")->capture_default_str();
   ecmd->add_option("--threads", e->threads, "CPU threads (0: default)")->capture_default_str();
   ecmd->callback([e] { run_eval(*e); });
+  add_align_command(*eval);
 }
 
 }  // namespace larmor::cli

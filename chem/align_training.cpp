@@ -1,0 +1,564 @@
+// Training/evaluation of the alignment model (see align_training.h for why it is built this way).
+#include "chem/align_training.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include "engine/error.h"
+#include "layers/checkpoint.h"
+#include "layers/optim.h"
+#include "layers/safetensors.h"
+
+namespace larmor::chem {
+namespace {
+
+using json = nlohmann::json;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+[[noreturn]] void train_fail(const std::string& what) { throw Error("train align: " + what); }
+
+std::vector<float> host_f32(const Tensor& t) { return t.to(Device::cpu()).to(DType::F32).to_vector<float>(); }
+
+// The options that determine the trajectory of a run: a resumed run must agree on all of them.
+json run_options_json(const AlignTrainOptions& o) {
+  json j = {{"epochs", o.epochs},
+            {"lr", o.lr},
+            {"schedule", o.schedule},
+            {"weight_decay", o.weight_decay},
+            {"clip", o.clip},
+            {"batch", o.batch},
+            {"seed", o.seed}};
+  if (o.schedule != "constant") {
+    j["warmup_fraction"] = o.warmup_fraction;
+    j["end_lr"] = o.end_lr;
+  }
+  if (o.steps > 0) j["steps"] = o.steps;
+  return j;
+}
+
+std::string data_options_json(const AlignDataOptions& d) {
+  return json{{"use_assigned", d.use_assigned}, {"use_peak_sets", d.use_peak_sets}}.dump();
+}
+
+AlignDataOptions data_options_from(const std::string& text) {
+  const json j = json::parse(text);
+  AlignDataOptions d;
+  d.use_assigned = j.at("use_assigned").get<bool>();
+  d.use_peak_sets = j.at("use_peak_sets").get<bool>();
+  return d;
+}
+
+// dot products of rows: a (n x D) row i with b (m x D) row j
+double dot_rows(const std::vector<float>& a, int64_t i, const std::vector<float>& b, int64_t j, int64_t D) {
+  double s = 0;
+  const float* x = a.data() + i * D;
+  const float* y = b.data() + j * D;
+  for (int64_t k = 0; k < D; ++k) s += static_cast<double>(x[k]) * static_cast<double>(y[k]);
+  return s;
+}
+
+// Embeddings of a set of samples, eval mode (the caller holds a NoGradGuard and set eval()).
+struct SampleEmbeddings {
+  int64_t D = 0;
+  std::vector<float> spectrum, graph;   // (n, D) in sample order
+  std::vector<float> peak, carbon;      // (pairs, D) in sample order
+  std::vector<int64_t> pair_offset;     // (n + 1) CSR into peak/carbon rows
+};
+
+SampleEmbeddings embed_samples(AlignModel& model, const AlignDataset& data, int64_t batch_size) {
+  SampleEmbeddings out;
+  out.D = model.config().projection_dim;
+  out.pair_offset.push_back(0);
+  for (int64_t b0 = 0; b0 < data.size(); b0 += batch_size) {
+    std::vector<int64_t> rows;
+    for (int64_t r = b0; r < std::min(data.size(), b0 + batch_size); ++r) rows.push_back(r);
+    const AlignBatch batch = data.make_batch(rows);
+    const AlignGraphEmbeddings g = model.encode_graph(batch);
+    const std::vector<float> s = host_f32(model.encode_spectrum(batch)), gm = host_f32(g.molecule);
+    out.spectrum.insert(out.spectrum.end(), s.begin(), s.end());
+    out.graph.insert(out.graph.end(), gm.begin(), gm.end());
+    if (batch.num_carbons() > 0) {
+      const std::vector<float> p = host_f32(model.encode_peaks(batch)), c = host_f32(g.carbon);
+      out.peak.insert(out.peak.end(), p.begin(), p.end());
+      out.carbon.insert(out.carbon.end(), c.begin(), c.end());
+    }
+    for (int64_t r : rows)
+      out.pair_offset.push_back(out.pair_offset.back() + static_cast<int64_t>(data.sample(r).carbon_atoms.size()));
+  }
+  return out;
+}
+
+json topk_json(const TopKStats& t) {
+  auto r = [&](int k) { return t.n ? json(t.rate(k)) : json(nullptr); };
+  return {{"n", t.n}, {"top1", r(1)}, {"top5", r(5)}, {"top10", r(10)}};
+}
+
+json assignment_json(const AssignmentStats& a) {
+  auto v = [&](double x) { return std::isnan(x) ? json(nullptr) : json(x); };
+  return {{"molecules", a.molecules},
+          {"peaks", a.peaks},
+          {"accuracy_per_molecule", v(a.accuracy())},
+          {"accuracy_per_peak", v(a.peak_accuracy())},
+          {"fully_right", v(a.fully_right_rate())}};
+}
+
+std::string pct(double x) {
+  if (std::isnan(x)) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f%%", 100.0 * x);
+  return b;
+}
+
+}  // namespace
+
+// ---- parsing ----
+AlignModelConfig resolve_align_config(const std::string& name) {
+  if (name == "default") return AlignModelConfig{};
+  if (name == "tiny") return AlignModelConfig::tiny();
+  if (name.size() > 5 && name.substr(name.size() - 5) == ".json") {
+    std::ifstream in(name);
+    if (!in) throw Error("align config: cannot read '" + name + "'");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    try {
+      return AlignModelConfig::from_json(ss.str());
+    } catch (const std::exception& e) {
+      throw Error("align config '" + name + "': " + e.what());
+    }
+  }
+  throw Error("align config: unknown config '" + name + "' (expected default, tiny or a .json file)");
+}
+
+// ---- metrics ----
+void TopKStats::add(int64_t rank) {
+  ++n;
+  top1 += rank <= 1;
+  top5 += rank <= 5;
+  top10 += rank <= 10;
+}
+
+double TopKStats::rate(int k) const {
+  if (n == 0) return kNaN;
+  const int64_t hits = k <= 1 ? top1 : (k <= 5 ? top5 : top10);
+  return static_cast<double>(hits) / static_cast<double>(n);
+}
+
+int64_t rank_of(const std::vector<float>& scores, int64_t truth) {
+  const float t = scores.at(static_cast<size_t>(truth));
+  int64_t above = 0;
+  for (float s : scores) above += s > t;
+  return above + 1;
+}
+
+std::vector<int32_t> assign_peaks(const std::vector<double>& scores, int64_t P, int64_t C, bool column_softmax) {
+  if (P < 0 || C < 1 || static_cast<int64_t>(scores.size()) != P * C)
+    throw Error("assign_peaks: " + std::to_string(scores.size()) + " scores for " + std::to_string(P) + " peaks x " +
+                std::to_string(C) + " carbons");
+  std::vector<double> v = scores;
+  if (column_softmax)
+    for (int64_t c = 0; c < C; ++c) {  // log-softmax over the peaks of column c (the argmax is the same)
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t p = 0; p < P; ++p) mx = std::max(mx, v[p * C + c]);
+      double z = 0;
+      for (int64_t p = 0; p < P; ++p) z += std::exp(v[p * C + c] - mx);
+      const double lse = mx + std::log(z);
+      for (int64_t p = 0; p < P; ++p) v[p * C + c] -= lse;
+    }
+  std::vector<int32_t> choice(static_cast<size_t>(P), 0);
+  for (int64_t p = 0; p < P; ++p) {
+    int64_t best = 0;
+    for (int64_t c = 1; c < C; ++c)
+      if (v[p * C + c] > v[p * C + best]) best = c;
+    choice[static_cast<size_t>(p)] = static_cast<int32_t>(best);
+  }
+  return choice;
+}
+
+int64_t correct_assignments(const std::vector<int32_t>& choice, const std::vector<float>& peak_ppm,
+                            const std::vector<int32_t>& peak_class, const std::vector<float>& carbon_ppm,
+                            const std::vector<int32_t>& carbon_class) {
+  if (peak_ppm.size() != choice.size() || peak_class.size() != choice.size() || carbon_class.size() != carbon_ppm.size())
+    throw Error("correct_assignments: inconsistent lengths");
+  int64_t right = 0;
+  for (size_t i = 0; i < choice.size(); ++i) {
+    const size_t c = static_cast<size_t>(choice[i]);
+    if (c >= carbon_ppm.size()) throw Error("correct_assignments: choice " + std::to_string(c) + " out of range");
+    right += carbon_ppm[c] == peak_ppm[i] || (carbon_class[c] >= 0 && carbon_class[c] == peak_class[i]);
+  }
+  return right;
+}
+
+void AssignmentStats::add(int64_t p, int64_t correct) {
+  if (p <= 0) return;
+  ++molecules;
+  peaks += p;
+  correct_peaks += correct;
+  fully_right += correct == p;
+  accuracy_sum += static_cast<double>(correct) / static_cast<double>(p);
+}
+double AssignmentStats::accuracy() const { return molecules ? accuracy_sum / static_cast<double>(molecules) : kNaN; }
+double AssignmentStats::peak_accuracy() const {
+  return peaks ? static_cast<double>(correct_peaks) / static_cast<double>(peaks) : kNaN;
+}
+double AssignmentStats::fully_right_rate() const {
+  return molecules ? static_cast<double>(fully_right) / static_cast<double>(molecules) : kNaN;
+}
+
+const char* carbon_count_bucket(int32_t carbons) { return carbons < 10 ? "<10" : (carbons <= 20 ? "10-20" : ">20"); }
+
+// ---- validation ----
+AlignValidation validate_align(AlignModel& model, const AlignDataset& data, int64_t group, uint64_t seed) {
+  AlignValidation v;
+  const auto groups = align_eval_groups(data.size(), group, seed);
+  if (groups.empty()) {
+    v.loss = v.molecule = v.atom = v.top1 = kNaN;
+    return v;
+  }
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard ng;
+  const AlignLossOptions lo = AlignLossOptions::from(model.config());
+  int64_t hits = 0, queries = 0;
+  for (const auto& rows : groups) {
+    const AlignBatch batch = data.make_batch(rows);
+    const AlignGraphEmbeddings g = model.encode_graph(batch);
+    const Tensor s = model.encode_spectrum(batch);
+    const Tensor p = model.encode_peaks(batch);
+    const std::vector<float> ppm = batch.carbon_ppm.to(Device::cpu()).to_vector<float>();
+    AlignLossParts parts;
+    align_contrastive_loss(s, g.molecule, p, g.carbon, std::vector<double>(ppm.begin(), ppm.end()), lo, &parts);
+    v.loss += parts.total;
+    v.molecule += parts.molecule;
+    v.atom += parts.atom;
+    const std::vector<float> hs = host_f32(s), hg = host_f32(g.molecule);
+    const int64_t B = static_cast<int64_t>(rows.size()), D = s.size(1);
+    for (int64_t i = 0; i < B; ++i) {
+      std::vector<float> row(static_cast<size_t>(B));
+      for (int64_t j = 0; j < B; ++j) row[j] = static_cast<float>(dot_rows(hs, i, hg, j, D));
+      hits += rank_of(row, i) == 1;
+      ++queries;
+    }
+    ++v.groups;
+  }
+  const double n = static_cast<double>(v.groups);
+  v.loss /= n;
+  v.molecule /= n;
+  v.atom /= n;
+  v.top1 = static_cast<double>(hits) / static_cast<double>(queries);
+  model.train(was_training);
+  return v;
+}
+
+// ---- evaluation ----
+AlignEvalReport evaluate_align(AlignModel& model, const AlignDataset& data, const Dataset& dataset,
+                               const AlignEvalOptions& o) {
+  if (o.group_size < 1) throw Error("eval align: group size must be >= 1");
+  if (o.batch < 1) throw Error("eval align: batch size must be >= 1");
+  AlignEvalReport rep;
+  rep.molecules = data.size();
+  rep.group_size = o.group_size;
+  if (data.size() == 0) return rep;
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard ng;
+  const SampleEmbeddings emb = embed_samples(model, data, o.batch);
+  const int64_t D = emb.D;
+
+  // (1) in-group retrieval, both directions
+  for (const auto& group : align_eval_groups(data.size(), o.group_size, o.seed)) {
+    const int64_t G = static_cast<int64_t>(group.size());
+    std::vector<float> S(static_cast<size_t>(G * G));  // (G spectra, G structures)
+    for (int64_t i = 0; i < G; ++i)
+      for (int64_t j = 0; j < G; ++j) S[i * G + j] = static_cast<float>(dot_rows(emb.spectrum, group[i], emb.graph, group[j], D));
+    for (int64_t i = 0; i < G; ++i) {
+      rep.in_group.add(rank_of(std::vector<float>(S.begin() + i * G, S.begin() + (i + 1) * G), i));
+      std::vector<float> col(static_cast<size_t>(G));
+      for (int64_t k = 0; k < G; ++k) col[k] = S[k * G + i];
+      rep.in_group_reverse.add(rank_of(col, i));
+    }
+    ++rep.groups;
+  }
+
+  // (1) library retrieval and (2) isomer recognition
+  if (o.library) {
+    std::vector<int64_t> lib_entries;
+    std::vector<float> lib;  // (L, D)
+    std::vector<AlignMoleculeInput> pending;
+    auto flush = [&] {
+      if (pending.empty()) return;
+      const AlignBatch b = make_align_batch(pending, 1);
+      const std::vector<float> g = host_f32(model.encode_graph(b).molecule);
+      lib.insert(lib.end(), g.begin(), g.end());
+      pending.clear();
+    };
+    for (size_t ei = 0; ei < dataset.entries.size(); ++ei) {
+      const Molecule& mol = dataset.entries[ei].mol;
+      if (std::none_of(mol.atoms.begin(), mol.atoms.end(), [](const Atom& a) { return a.element == 6; })) continue;
+      pending.push_back(align_graph_input(mol));
+      lib_entries.push_back(static_cast<int64_t>(ei));
+      if (static_cast<int64_t>(pending.size()) == o.batch) flush();
+    }
+    flush();
+    const int64_t L = static_cast<int64_t>(lib_entries.size());
+    rep.library_size = L;
+    std::unordered_map<int64_t, int64_t> lib_index;
+    std::unordered_map<std::string, std::vector<int64_t>> by_formula;
+    for (int64_t k = 0; k < L; ++k) {
+      lib_index[lib_entries[k]] = k;
+      const std::string& f = dataset.entries[static_cast<size_t>(lib_entries[k])].mol.formula;
+      if (!f.empty()) by_formula[f].push_back(k);
+    }
+    const Tensor lib_t = Tensor::from_vector<float>(lib, {L, D});
+    std::set<std::string> isomer_formulas;
+    const int64_t chunk = 256;
+    for (int64_t q0 = 0; q0 < data.size(); q0 += chunk) {
+      const int64_t nq = std::min(chunk, data.size() - q0);
+      const Tensor q = Tensor::from_vector<float>(
+          std::vector<float>(emb.spectrum.begin() + q0 * D, emb.spectrum.begin() + (q0 + nq) * D), {nq, D});
+      const std::vector<float> scores = matmul(q, lib_t, false, true).to_vector<float>();  // (nq, L)
+      for (int64_t i = 0; i < nq; ++i) {
+        const AlignSample& s = data.sample(q0 + i);
+        const int64_t truth = lib_index.at(s.entry);
+        const std::vector<float> row(scores.begin() + i * L, scores.begin() + (i + 1) * L);
+        rep.library.add(rank_of(row, truth));
+        const std::string& f = dataset.entries[static_cast<size_t>(s.entry)].mol.formula;
+        auto it = f.empty() ? by_formula.end() : by_formula.find(f);
+        if (it == by_formula.end() || it->second.size() < 2) continue;
+        std::vector<float> iso;
+        int64_t pos = -1;
+        for (int64_t k : it->second) {
+          if (k == truth) pos = static_cast<int64_t>(iso.size());
+          iso.push_back(row[k]);
+        }
+        rep.isomer.add(rank_of(iso, pos));
+        isomer_formulas.insert(f);
+      }
+    }
+    rep.isomer_groups = static_cast<int64_t>(isomer_formulas.size());
+  }
+
+  // (3) peak assignment on each molecule's own block
+  const double scale = model.config().logit_scale;
+  for (int64_t i = 0; i < data.size(); ++i) {
+    const AlignSample& s = data.sample(i);
+    const int64_t n = static_cast<int64_t>(s.carbon_atoms.size()), r0 = emb.pair_offset[i];
+    if (n == 0) continue;
+    std::vector<double> block(static_cast<size_t>(n * n));
+    for (int64_t p = 0; p < n; ++p)
+      for (int64_t c = 0; c < n; ++c) block[p * n + c] = scale * dot_rows(emb.peak, r0 + p, emb.carbon, r0 + c, D);
+    const std::vector<float>& ppm = s.input.carbon_ppm;
+    const int64_t right = correct_assignments(assign_peaks(block, n, n, true), ppm, s.carbon_class, ppm, s.carbon_class);
+    const int64_t right_argmax =
+        correct_assignments(assign_peaks(block, n, n, false), ppm, s.carbon_class, ppm, s.carbon_class);
+    rep.assignment.add(n, right);
+    rep.assignment_argmax.add(n, right_argmax);
+    rep.assignment_by_size[carbon_count_bucket(s.num_carbons)].add(n, right);
+  }
+  model.train(was_training);
+  return rep;
+}
+
+std::string AlignEvalReport::table() const {
+  std::ostringstream s;
+  char line[256];
+  s << "split " << split << ": " << molecules << " spectra\n";
+  std::snprintf(line, sizeof line, "%-44s %8s %8s %8s %8s\n", "retrieval (spectrum -> structure)", "n", "top-1", "top-5",
+                "top-10");
+  s << line;
+  auto row = [&](const std::string& name, const TopKStats& t) {
+    std::snprintf(line, sizeof line, "%-44s %8lld %8s %8s %8s\n", name.c_str(), static_cast<long long>(t.n),
+                  pct(t.rate(1)).c_str(), pct(t.rate(5)).c_str(), pct(t.rate(10)).c_str());
+    s << line;
+  };
+  row("in groups of " + std::to_string(group_size) + " (" + std::to_string(groups) + " groups)", in_group);
+  row("  structure -> spectrum, same groups", in_group_reverse);
+  if (library_size > 0) {
+    row("library of " + std::to_string(library_size) + " molecules", library);
+    row("isomers (same formula; " + std::to_string(isomer_groups) + " formulas with >= 2)", isomer);
+  }
+  std::snprintf(line, sizeof line, "%-44s %8s %8s %10s %10s\n", "peak assignment", "mols", "peaks", "acc/mol",
+                "fully right");
+  s << line;
+  auto arow = [&](const std::string& name, const AssignmentStats& a) {
+    std::snprintf(line, sizeof line, "%-44s %8lld %8lld %10s %10s\n", name.c_str(), static_cast<long long>(a.molecules),
+                  static_cast<long long>(a.peaks), pct(a.accuracy()).c_str(), pct(a.fully_right_rate()).c_str());
+    s << line;
+  };
+  arow("column softmax (as K-M3AID)", assignment);
+  for (const char* b : {"<10", "10-20", ">20"}) {
+    auto it = assignment_by_size.find(b);
+    if (it != assignment_by_size.end()) arow(std::string("  ") + b + " carbons", it->second);
+  }
+  arow("row argmax", assignment_argmax);
+  return s.str();
+}
+
+std::string AlignEvalReport::to_json() const {
+  json j = {{"split", split}, {"molecules", molecules}, {"group_size", group_size}, {"groups", groups}};
+  j["in_group"] = topk_json(in_group);
+  j["in_group_structure_to_spectrum"] = topk_json(in_group_reverse);
+  j["library_size"] = library_size;
+  j["library"] = topk_json(library);
+  j["isomer_groups"] = isomer_groups;
+  j["isomer"] = topk_json(isomer);
+  j["assignment"] = assignment_json(assignment);
+  j["assignment_row_argmax"] = assignment_json(assignment_argmax);
+  json b = json::object();
+  for (const auto& [k, a] : assignment_by_size) b[k] = assignment_json(a);
+  j["assignment_by_carbons"] = b;
+  return j.dump(2);
+}
+
+// ---- loading ----
+LoadedAlignModel load_align_model(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw Error("load align model: no such file '" + path + "'");
+  const SafetensorsFile f = load_safetensors(path);
+  auto get = [&](const char* key) -> const std::string& {
+    auto it = f.metadata.find(key);
+    if (it == f.metadata.end())
+      throw Error("load align model: '" + path + "' has no '" + key + "' metadata (not an alignment checkpoint)");
+    return it->second;
+  };
+  if (get("task") != "align")
+    throw Error("load align model: '" + path + "' is a '" + get("task") + "' checkpoint, not an alignment model");
+  LoadedAlignModel m;
+  const AlignModelConfig cfg = AlignModelConfig::from_json(get("model_config"));
+  try {
+    m.data_options = data_options_from(get("data_options"));
+  } catch (const json::exception& e) {
+    throw Error("load align model: '" + path + "': bad metadata: " + e.what());
+  }
+  m.model = std::make_unique<AlignModel>(cfg, 0);
+  m.metadata = load_checkpoint(path, *m.model);
+  m.model->eval();
+  return m;
+}
+
+// ---- training ----
+AlignTrainResult train_align(const Dataset& dataset, const AlignTrainOptions& o, const AlignTrainCallback& cb) {
+  auto message = [&](const std::string& m) {
+    if (cb) cb(message_event<AlignTrainEvent>(m));
+  };
+  check_train_run_options("train align", o.out_dir, o.epochs, o.lr, o.warmup_fraction, o.max_steps, o.checkpoint_every);
+  if (o.steps < 0) train_fail("--steps must be >= 0");
+  if (o.batch < 2) train_fail("--batch must be >= 2 (the contrastive loss needs negatives)");
+  if (o.schedule != "constant" && o.schedule != "warmup-linear")
+    train_fail("schedule must be constant or warmup-linear, got '" + o.schedule + "'");
+  if (!(o.weight_decay >= 0) || !(o.clip >= 0)) train_fail("weight decay and clip must be >= 0");
+  AlignModelConfig cfg = o.model_config ? *o.model_config : resolve_align_config(o.config);
+  cfg.validate();
+
+  AlignTrainResult res;
+  res.best_val_loss = res.last_val_loss = res.last_val_top1 = kNaN;
+  const TrainRunPaths paths = prepare_train_run_dir(o.out_dir);
+  const std::string run_options = run_options_json(o).dump();
+  const std::string data_options = data_options_json(o.data);
+  std::map<std::string, std::string> meta;
+  if (o.resume) {
+    meta = read_resume_metadata(
+        "train align", paths.last, [&](const std::string& text) { return AlignModelConfig::from_json(text) == cfg; },
+        run_options, {"data_options"});
+    if (meta["data_options"] != data_options) train_fail("--resume: the checkpoint's data options differ");
+  }
+
+  const AlignDataset train(dataset, Split::Train, o.data);
+  const AlignDataset valid(dataset, Split::Valid, o.data);
+  const int64_t bpe = train.size() / o.batch;
+  if (bpe == 0)
+    train_fail(std::to_string(train.size()) + " training molecules with a 13C spectrum: fewer than one batch of " +
+               std::to_string(o.batch));
+
+  AlignModel model(cfg, o.seed);
+  AdamWOptions ao;  // torch's AdamW defaults, as K-M3AID
+  ao.lr = o.lr;
+  ao.weight_decay = o.weight_decay;
+  AdamW opt(model.named_parameters(), ao, align_model_decay);
+  TrainLoop<AlignTrainEvent, AlignModel> loop;
+  loop.epochs = o.steps > 0 ? (o.steps + bpe - 1) / bpe : o.epochs;
+  loop.total_steps = o.steps > 0 ? o.steps : bpe * o.epochs;
+  if (o.schedule == "constant") {
+    loop.schedule.kind = LrSchedule::Kind::Constant;
+    loop.schedule.peak_lr = o.lr;
+    loop.schedule.warmup_steps = 0;
+    loop.schedule.total_steps = loop.total_steps;
+    validate(loop.schedule);
+  } else {
+    loop.schedule = warmup_linear_schedule(o.lr, o.end_lr, o.warmup_fraction, loop.total_steps);
+  }
+  if (o.resume) {
+    loop.start = restore_train_run(paths.last, meta, "best_val_loss", model, opt);
+    message(resume_message(paths.last, loop.start));
+  }
+  message("training " + std::to_string(train.size()) + " spectra (" + std::to_string(train.stats().with_pairs) +
+          " with atom-level pairs), validating on " + std::to_string(valid.size()) + "; " + std::to_string(bpe) +
+          " batches/epoch of " + std::to_string(o.batch) + ", " + std::to_string(loop.total_steps) + " steps, " +
+          std::to_string(model.num_parameters()) + " parameters, spectrum encoder " + cfg.spectrum_encoder);
+  {
+    std::string counts;
+    for (const auto& [what, n] : train.stats().counts) counts += (counts.empty() ? "" : "; ") + what + " " + std::to_string(n);
+    message("training data: " + counts + "; " + std::to_string(train.stats().pairs) + " atom-level pairs, " +
+            std::to_string(train.stats().peaks) + " molecule-level peaks");
+  }
+
+  TrainCsvLog log("train align", paths.log,
+                  "step,epoch,lr,loss,grad_norm,molecule_loss,atom_loss,carbons,val_loss,val_molecule_loss,"
+                  "val_atom_loss,val_top1",
+                  o.resume, loop.start.step);
+  loop.bind(model, opt, log, paths, o.max_steps, o.checkpoint_every);
+  loop.metadata = {{"task", "align"},
+                   {"model_config", cfg.to_json()},
+                   {"data_options", data_options},
+                   {"run_options", run_options}};
+  loop.epoch_batches = [&](int64_t epoch) { return align_epoch_batches(train.size(), o.batch, o.seed, epoch); };
+  const double clip = o.clip > 0 ? o.clip : std::numeric_limits<double>::max();
+  loop.train_step = [&](const std::vector<int64_t>& rows, int64_t step, int64_t epoch, double lr, AlignTrainEvent& e) {
+    const AlignBatch batch = train.make_batch(rows);
+    opt.zero_grad();
+    AlignLossParts parts;
+    Tensor loss = model.loss(batch, &parts);
+    const double norm = apply_gradients(loss, model, opt, clip, lr);
+    e.loss = loss.item();
+    e.grad_norm = norm;
+    e.molecule_loss = parts.molecule;
+    e.atom_loss = parts.atom;
+    log.step_row(step + 1, epoch + 1, lr, e.loss, norm) << "," << format_fixed(parts.molecule, 6) << ","
+                                                        << format_fixed(parts.atom, 6) << "," << parts.carbons
+                                                        << ",,,,\n";
+  };
+  loop.validate = [&](AlignTrainEvent& v) {
+    const AlignValidation val = validate_align(model, valid, o.batch, o.seed);
+    v.val_loss = val.loss;
+    v.val_top1 = val.top1;
+    res.last_val_loss = val.loss;
+    res.last_val_top1 = val.top1;
+    log.validation_row(v.step, v.epoch + 1) << ",,,," << format_fixed(val.loss, 6) << "," << format_fixed(val.molecule, 6)
+                                            << "," << format_fixed(val.atom, 6) << "," << format_fixed(val.top1, 4)
+                                            << "\n";
+    TrainValidation tv;
+    tv.score = val.loss;
+    tv.summary = ", valid loss " + format_fixed(val.loss, 4) + ", in-group top-1 " + pct(val.top1) + " (" +
+                 std::to_string(val.groups) + " groups)";
+    return tv;
+  };
+  loop.run_metadata = [&](std::map<std::string, std::string>& md, double best) {
+    md["best_val_loss"] = std::isnan(best) ? "" : format_fixed(best, 10);
+    if (!std::isnan(res.last_val_loss)) md["val_loss"] = format_fixed(res.last_val_loss, 6);
+    if (!std::isnan(res.last_val_top1)) md["val_top1"] = format_fixed(res.last_val_top1, 6);
+  };
+  loop.emit = cb;
+
+  const TrainLoopResult r = run_train_loop(loop);
+  fill_train_result(res, paths, r);
+  res.best_val_loss = r.best;
+  return res;
+}
+
+}  // namespace larmor::chem

@@ -1,0 +1,165 @@
+// Training and evaluation of the spectrum-structure alignment model (K-M3AID, docs/MODELS.md §2) as a
+// library: `larmor train align` and `larmor eval align` are thin wrappers, tests and C++ users call these.
+//
+// Why it is built this way:
+//   - The loop is chem/train_run.h's run_train_loop (the shift model's), so position, periodic/stop/best
+//     checkpoints, log.csv and events behave the same, and resume is exact for the same reasons: the
+//     batches are a pure function of (seed, epoch) (chem/align_data.h), the LR of the global step, dropout
+//     of the model's dropout step, and weights and AdamW state are stored bit for bit.
+//   - Optimiser as K-M3AID coded it: AdamW lr 1e-3, weight decay 1e-3, torch's betas (0.9, 0.999) and eps
+//     1e-8, no gradient clipping, and a CONSTANT learning rate (their ReduceLROnPlateau is never stepped);
+//     warmup + linear decay is an option. Batches of B = 128 with drop_last.
+//   - Validation each epoch: the mean loss over fixed groups of B validation molecules (eval mode, so
+//     BatchNorm uses running statistics and dropout is off), and the in-group spectrum -> structure top-1.
+//     The best checkpoint is the lowest validation loss (as the authors keep the best mean validation loss).
+//   - Evaluation (evaluate_align) embeds every graph once in eval mode, where embeddings do not depend on
+//     the batch, so one library embedding serves all three retrieval settings:
+//       in-group: the split's spectra in fixed random groups of 128 (seeded), each ranked against the
+//                 group's 128 structures (the paper's protocol);
+//       library:  against every prepared molecule with a carbon (all splits), the true entry included;
+//       isomers:  against the library molecules with the same molecular formula (Molecule::formula).
+//     A rank is 1 + the number of candidates scoring strictly higher than the true one (exact ties, e.g.
+//     two entries with identical graphs, count in the query's favour).
+//     Peak assignment on the molecules with atom-level pairs: the peaks are the assigned carbons' (ppm,
+//     class), the candidates the same carbons; scores = logit_scale * E_peak E_carbon^T of the molecule's own
+//     block. As coded by the authors (MODELS.md §2e) the block is softmax-normalised over PEAKS for each
+//     carbon (torch dim 0) and each peak takes the carbon of its row maximum; the plain row argmax (softmax
+//     over carbons, the same argmax as the raw scores) is reported next to it. A peak is right when the chosen
+//     carbon's assigned shift equals the peak's, or the carbon is in the peak's carbon's symmetry class.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chem/align_data.h"
+#include "chem/dataset.h"
+#include "chem/train_run.h"
+#include "layers/align_model.h"
+
+namespace larmor::chem {
+
+// "default" (K-M3AID's sizes), "tiny" (tests, smoke runs) or a path to a JSON file
+// (AlignModelConfig::from_json). Throws larmor::Error naming the unknown name / unreadable file.
+AlignModelConfig resolve_align_config(const std::string& name_or_file);
+
+struct AlignTrainOptions {
+  std::string out_dir;                           // best.safetensors, last.safetensors, log.csv
+  std::string config = "default";                // resolve_align_config; ignored when model_config is set
+  std::optional<AlignModelConfig> model_config;  // the config itself (the CLI's overrides, tests)
+  int64_t epochs = 200;                          // K-M3AID: 200
+  int64_t steps = 0;                             // > 0: a step budget (schedule length; epochs follow from it)
+  double lr = 1e-3;
+  std::string schedule = "constant";             // "constant" (as coded) | "warmup-linear"
+  double warmup_fraction = 0.03;                 // warmup-linear only
+  double end_lr = 0.0;                           // warmup-linear only
+  double weight_decay = 1e-3;
+  double clip = 0.0;                             // > 0: clip the gradient norm; 0: no clipping (as coded)
+  int64_t batch = 128;                           // B, drop_last
+  uint64_t seed = 1;                             // initialisation, sampling, dropout, validation groups
+  bool resume = false;
+  int64_t max_steps = 0;                         // > 0: stop after this many global steps (checkpoint kept)
+  int64_t checkpoint_every = 500;                // steps between periodic last.safetensors (0: epoch ends)
+  AlignDataOptions data;
+};
+
+struct AlignTrainEvent : TrainLoopEvent {
+  double molecule_loss = 0, atom_loss = 0;  // Step: the loss parts
+  double val_loss = 0, val_top1 = 0;        // Validation: NaN when nothing was measured
+};
+using AlignTrainCallback = std::function<void(const AlignTrainEvent&)>;
+
+struct AlignTrainResult {
+  int64_t steps = 0, epochs_done = 0;
+  double first_loss = 0, last_loss = 0;
+  double best_val_loss = 0;  // NaN when never validated
+  double last_val_loss = 0, last_val_top1 = 0;
+  double seconds = 0;
+  std::string best_path, last_path, log_path;
+};
+
+// Trains on the dataset's train split, validates on its valid split. Throws larmor::Error on bad options,
+// too few training molecules for one batch, or (resume) a checkpoint that does not match the options.
+AlignTrainResult train_align(const Dataset& dataset, const AlignTrainOptions& options,
+                             const AlignTrainCallback& callback = {});
+
+// Mean loss (and in-group spectrum -> structure top-1) over align_eval_groups(data.size(), group, seed),
+// eval mode, no gradients. NaN for both when data is empty.
+struct AlignValidation {
+  double loss = 0, molecule = 0, atom = 0, top1 = 0;
+  int64_t groups = 0;
+};
+AlignValidation validate_align(AlignModel& model, const AlignDataset& data, int64_t group, uint64_t seed);
+
+// ---- evaluation ----
+struct TopKStats {
+  int64_t n = 0, top1 = 0, top5 = 0, top10 = 0;
+  void add(int64_t rank);  // rank >= 1
+  double rate(int k) const;  // k in {1, 5, 10}; NaN when n == 0
+};
+
+// 1 + the number of scores strictly above scores[truth].
+int64_t rank_of(const std::vector<float>& scores, int64_t truth);
+
+// Peak -> carbon choice of one molecule's block: scores (P x C) row-major. column_softmax: softmax over
+// the peaks of each carbon column, then each peak's row argmax (K-M3AID's mr2mr); else the raw row argmax.
+// Ties go to the lowest carbon index.
+std::vector<int32_t> assign_peaks(const std::vector<double>& scores, int64_t peaks, int64_t carbons,
+                                  bool column_softmax);
+
+// How many of the choices are right: choice[i] (a carbon) is right for peak i when carbon_ppm[choice] ==
+// peak_ppm[i] or carbon_class[choice] == peak_class[i] (equivalent carbons).
+int64_t correct_assignments(const std::vector<int32_t>& choice, const std::vector<float>& peak_ppm,
+                            const std::vector<int32_t>& peak_class, const std::vector<float>& carbon_ppm,
+                            const std::vector<int32_t>& carbon_class);
+
+struct AssignmentStats {
+  int64_t molecules = 0, peaks = 0, correct_peaks = 0, fully_right = 0;
+  double accuracy_sum = 0;  // sum over molecules of the molecule's accuracy
+  void add(int64_t peaks, int64_t correct);
+  double accuracy() const;        // mean per-molecule accuracy; NaN when no molecule
+  double peak_accuracy() const;   // pooled over peaks
+  double fully_right_rate() const;
+};
+
+struct AlignEvalOptions {
+  int64_t group_size = 128;
+  uint64_t seed = 1;        // the in-group permutation
+  bool library = true;      // false: skip the library and isomer rankings (no library embedding)
+  int64_t batch = 256;      // molecules per embedding batch
+};
+
+struct AlignEvalReport {
+  std::string split;
+  int64_t molecules = 0;        // samples (spectra) of the split
+  int64_t groups = 0, group_size = 0;
+  TopKStats in_group;           // spectrum -> structure within groups
+  TopKStats in_group_reverse;   // structure -> spectrum within groups
+  int64_t library_size = 0;     // prepared molecules with a carbon, all splits
+  TopKStats library;
+  int64_t isomer_groups = 0;    // distinct formulas of queries whose library formula group has >= 2 members
+  TopKStats isomer;             // those queries ranked within their formula group
+  // peak assignment: K-M3AID's column softmax, and the plain row argmax
+  AssignmentStats assignment, assignment_argmax;
+  std::map<std::string, AssignmentStats> assignment_by_size;  // "<10", "10-20", ">20" carbons (column softmax)
+  std::string table() const;
+  std::string to_json() const;
+};
+
+AlignEvalReport evaluate_align(AlignModel& model, const AlignDataset& data, const Dataset& dataset,
+                               const AlignEvalOptions& options = {});
+
+// "<10", "10-20" or ">20" (carbons in the molecule).
+const char* carbon_count_bucket(int32_t carbons);
+
+struct LoadedAlignModel {
+  std::unique_ptr<AlignModel> model;  // eval mode
+  AlignDataOptions data_options;
+  std::map<std::string, std::string> metadata;
+};
+LoadedAlignModel load_align_model(const std::string& path);
+
+}  // namespace larmor::chem
