@@ -13,6 +13,7 @@ void add_pretrain_command(CLI::App& train);  // train pretrain (pretrain.cpp), u
 void add_align_command(CLI::App& parent);    // train align / eval align (align.cpp), under `train` and `eval`
 void add_predict_command(CLI::App& app);
 void add_assign_command(CLI::App& app);   // 13C peak list -> carbons (assign.cpp)
+void add_retrieve_command(CLI::App& app);  // index + retrieve: spectrum -> structure search (retrieve.cpp)
 void add_export_command(CLI::App& app);   // weights-only f16/bf16 copy of a checkpoint (export.cpp)  // predict shifts with a trained model (predict.cpp)
 
 }  // namespace larmor::cli

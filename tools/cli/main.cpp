@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   larmor::cli::add_train_command(app);
   larmor::cli::add_predict_command(app);
   larmor::cli::add_assign_command(app);
+  larmor::cli::add_retrieve_command(app);
   larmor::cli::add_export_command(app);
   try {
     app.parse(argc, argv);

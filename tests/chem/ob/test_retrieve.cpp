@@ -1,0 +1,180 @@
+// Retrieval end to end with Open Babel (chem/ob_align_index + chem/align_index): a tiny alignment model is
+// trained briefly on well-separated molecules read from SMILES (chains of 2..7 carbons with and without a
+// terminal O, each with its own synthetic, complete 13C spectrum), an index is built from a SMILES file of
+// the same molecules (plus bad records, which are reported with their record numbers and skipped, and a
+// carbon-free molecule, which is counted), and each molecule's own peak list retrieves it first. The index
+// file round trip and the formula/mass filters are checked on the real library too.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "chem/align_training.h"
+#include "chem/ob_align_index.h"
+#include "chem/ob_molecule.h"
+#include "engine/error.h"
+#include "tests/test_util.h"
+
+using namespace larmor;
+using namespace larmor::chem;
+
+namespace {
+
+const test::TempDir temp_root("retrieve");
+
+std::string chain_smiles(int n, bool oxygen) { return std::string(static_cast<size_t>(n), 'C') + (oxygen ? "O" : ""); }
+
+// 13C shift of carbon i of the chain: 8 + 9 x (heavy neighbours) + 40 next to the O, moved by 7 ppm per
+// carbon of the chain so that no two molecules share a peak list (as the alignment training fixture).
+std::vector<std::pair<double, int>> chain_peaks(const Molecule& mol) {
+  const int heavy = mol.num_input_atoms;
+  int n = 0;
+  for (int i = 0; i < heavy; ++i) n += mol.atoms[static_cast<size_t>(i)].element == 6;
+  std::vector<int> nb(static_cast<size_t>(heavy), 0);
+  std::vector<bool> next_to_o(static_cast<size_t>(heavy), false);
+  for (const Bond& b : mol.bonds) {
+    if (b.a >= heavy || b.b >= heavy) continue;
+    ++nb[static_cast<size_t>(b.a)];
+    ++nb[static_cast<size_t>(b.b)];
+    if (mol.atoms[static_cast<size_t>(b.a)].element == 8) next_to_o[static_cast<size_t>(b.b)] = true;
+    if (mol.atoms[static_cast<size_t>(b.b)].element == 8) next_to_o[static_cast<size_t>(b.a)] = true;
+  }
+  std::vector<std::pair<double, int>> out;
+  for (int i = 0; i < heavy; ++i) {
+    const Atom& a = mol.atoms[static_cast<size_t>(i)];
+    if (a.element != 6) continue;
+    out.emplace_back(8.0 + 9.0 * nb[static_cast<size_t>(i)] + (next_to_o[static_cast<size_t>(i)] ? 40.0 : 0.0) + 7.0 * n,
+                     a.num_h);
+  }
+  return out;
+}
+
+struct Fixture {
+  Dataset ds;
+  std::vector<std::string> smiles;
+  std::vector<std::vector<std::pair<double, int>>> peaks;
+};
+
+Fixture make_fixture() {
+  Fixture f;
+  for (int n = 2; n <= 7; ++n)
+    for (bool o : {false, true}) {
+      const std::string smi = chain_smiles(n, o);
+      DatasetEntry e;
+      e.mol = molecule_from_smiles(smi, "fixture:" + smi);
+      e.split = Split::Train;
+      e.sources = source_bit(Source::NMR8K);
+      const auto pk = chain_peaks(e.mol);
+      int k = 0;
+      for (int i = 0; i < e.mol.num_input_atoms; ++i)
+        if (e.mol.atoms[static_cast<size_t>(i)].element == 6)
+          e.assigned.push_back({i, Nucleus::C13, static_cast<float>(pk[static_cast<size_t>(k++)].first), 1});
+      f.ds.entries.push_back(e);
+      f.smiles.push_back(smi);
+      f.peaks.push_back(pk);
+    }
+  return f;
+}
+
+std::vector<Peak> to_peaks(const std::vector<std::pair<double, int>>& v) {
+  std::vector<Peak> out;
+  for (const auto& [ppm, mult] : v) {
+    Peak p;
+    p.shift = ppm;
+    p.mult = static_cast<int8_t>(mult);
+    out.push_back(p);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("retrieve: after a short training each fixture spectrum retrieves its own molecule from a SMILES library") {
+  const Fixture fx = make_fixture();
+  // the alignment training fixture's recipe: full-batch steps, LR decayed to 0, no dropout
+  AlignTrainOptions o;
+  o.out_dir = temp_root.fresh("train");
+  AlignModelConfig c = AlignModelConfig::tiny();
+  c.spectrum_encoder = "peakset";
+  c.peak_ppm_scale = 0.02;
+  c.gin_dropout = 0.0;
+  c.projection_dropout = 0.0;
+  c.alpha = 0.5;
+  o.model_config = c;
+  o.batch = 12;
+  o.epochs = 300;
+  o.schedule = "warmup-linear";
+  o.lr = 1e-2;
+  o.seed = 3;
+  o.checkpoint_every = 0;
+  const AlignTrainResult tr = train_align(fx.ds, o);
+  LoadedAlignModel m = load_align_model(tr.last_path);
+
+  // the library: the 12 molecules in another order, two bad records and a molecule without carbon
+  const std::string lib = temp_root.file("lib.smi");
+  {
+    std::ofstream out(lib);
+    out << "# fixture library\n";
+    for (size_t i = fx.smiles.size(); i-- > 0;) {
+      out << fx.smiles[i] << " chain_" << fx.smiles[i] << "\n";
+      if (i == 6) out << "C1CC unclosed\nO water\n";
+    }
+    out << "C(C bad_parenthesis\n";
+  }
+  std::vector<std::string> problems;
+  AlignLibraryStats st;
+  AlignIndex ix = build_align_index_from_library(
+      *m.model, lib, [&](const std::string& p) { problems.push_back(p); }, &st, 5);
+  CHECK(st.records == 15);
+  CHECK(st.indexed == 12);
+  CHECK(st.bad == 2);
+  CHECK(st.no_carbon == 1);
+  REQUIRE(problems.size() == 2);
+  CHECK(problems[0].find("lib.smi") != std::string::npos);
+  CHECK(problems[0].find(":8") != std::string::npos);  // line 8: "C1CC unclosed"
+  REQUIRE(ix.size() == 12);
+  CHECK(ix.source == lib);
+  CHECK(ix.model_fingerprint == align_model_fingerprint(*m.model));
+
+  // through the file, f16 storage
+  ix.model_path = tr.last_path;
+  const std::string path = temp_root.file("lib.index");
+  save_align_index(path, ix, StoredFloat::F16);
+  const AlignIndex loaded = load_align_index(path);
+  CHECK_NOTHROW(check_align_index_model(loaded, path, *m.model, align_model_fingerprint(*m.model), tr.last_path));
+
+  for (const AlignIndex* index : {static_cast<const AlignIndex*>(&ix), &loaded})
+    for (size_t i = 0; i < fx.smiles.size(); ++i) {
+      CAPTURE(fx.smiles[i]);
+      const std::vector<float> q = embed_peak_list(*m.model, to_peaks(fx.peaks[i]), fx.smiles[i]);
+      const RetrievalResult r = search_align_index(*index, q, m.model->config().logit_scale, 3);
+      REQUIRE(r.hits.size() == 3);
+      const AlignIndexMolecule& top = index->molecules[static_cast<size_t>(r.hits[0].molecule)];
+      CHECK(top.name == "chain_" + fx.smiles[i]);
+      CHECK(top.smiles == fx.ds.entries[i].mol.smiles);
+      CHECK(r.hits[0].probability > r.hits[1].probability);
+      // the formula filter leaves exactly that molecule; its mass window too
+      RetrievalFilter f;
+      f.formula = fx.ds.entries[i].mol.formula;
+      const RetrievalResult rf = search_align_index(*index, q, m.model->config().logit_scale, 3, f);
+      CHECK(rf.candidates == 1);
+      REQUIRE(rf.hits.size() == 1);
+      CHECK(rf.hits[0].probability == doctest::Approx(1.0));
+      RetrievalFilter fm;
+      fm.mass = top.mass;
+      fm.mass_tolerance = 0.01;
+      CHECK(search_align_index(*index, q, m.model->config().logit_scale, 3, fm).candidates == 1);
+    }
+
+  // a differently initialised model is refused by the index
+  AlignModel other(c, 99);
+  CHECK_THROWS_WITH_AS(check_align_index_model(loaded, path, other, align_model_fingerprint(other), "other"),
+                       doctest::Contains("different model"), Error);
+  // the output formats name the hit
+  const RetrievalResult r0 = search_align_index(loaded, embed_peak_list(*m.model, to_peaks(fx.peaks[0])),
+                                                m.model->config().logit_scale, 2);
+  CHECK(format_retrieval_table(r0, loaded, "q").find("chain_CC") != std::string::npos);
+  CHECK(format_retrieval_csv(r0, loaded).rfind("rank,score,probability,id,name,smiles,formula,mass\n1,", 0) == 0);
+  CHECK(format_retrieval_json(r0, loaded, "q").find("\"candidates\": 12") != std::string::npos);
+  CHECK_THROWS_AS(build_align_index_from_library(*m.model, temp_root.file("missing.smi")), Error);
+}
