@@ -1,8 +1,8 @@
 // One full CPU training step of the shift model at ShiftModelConfig::small() (8 layers x 256 wide, 32 heads,
 // FFN 512, K 64): zero_grad, forward, shift_loss, backward, gradient clipping, AdamW, on one synthetic batch
-// of B = 24 molecules padded to N = 40 tokens (30..38 atoms with H; NMR8K's mean is 34). The batch is
-// built by hand, as tests/test_util.h does, so the benchmark needs only larmor_layers: C-heavy random
-// tokens, coordinates uniform in a 5 Å box, every carbon an assigned 13C target and the H of each molecule
+// of B = 24 molecules padded to N = 40 tokens (30..38 atoms with H; NMR8K's mean is 34). The batch comes
+// from tests/test_util.h (random_mol, make_batch: header-only, no doctest), so the benchmark needs only
+// larmor_layers: C-heavy random tokens, coordinates uniform in a 5 Å box, every carbon an assigned 13C target and the H of each molecule
 // one unassigned 1H peak set (both loss terms run). Model, batch and optimizer are built once; each
 // iteration is one step, so the numbers are what `larmor train shift --config small` pays per batch.
 //
@@ -13,11 +13,11 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/rng.h"
 #include "kernels/ops.h"
 #include "layers/optim.h"
 #include "layers/shift_loss.h"
 #include "layers/shift_model.h"
+#include "tests/test_util.h"
 
 namespace larmor {
 namespace {
@@ -35,34 +35,17 @@ ShiftTargets make_targets(const std::vector<int64_t>& index, const std::vector<f
   return t;
 }
 
-// [CLS] atoms [SEP] [PAD]... per row; molecule b has 30 + (7 b mod 9) atoms, the first one 38.
+// [CLS] atoms [SEP] [PAD]... per row (tests/test_util.h's make_batch); molecule b has 30 + (7 b mod 9) atoms,
+// the first one 38, drawn by random_mol with seed 200 + b and solvent class b mod 4.
 ShiftBatch make_step_batch() {
   const int64_t B = kMolecules, N = kSeqLen;
-  const int32_t pool[] = {4, 4, 4, 5, 6, 8, 8, 8, 10, 14};  // Uni-Mol tokens: C C C N O H H H F P
-  std::vector<int32_t> tok(B * N, 0), km(B * N, 0), solv(B, 0);  // (B, N), (B, N), (B)
-  std::vector<float> xyz(B * N * 3, 0.f);                        // (B, N, 3)
+  std::vector<test::Mol> mols;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t n = b == 0 ? N - 2 : 30 + (7 * b) % 9;
-    Rng rng(200 + static_cast<uint64_t>(b));
-    std::vector<int32_t> pick = rng.integers({n}, 0, 10).to_vector<int32_t>();
-    std::vector<double> pos = rng.uniform({n, 3}, -2.5, 2.5, DType::F64).to_vector<double>();
-    tok[b * N] = 1;  // [CLS]
-    km[b * N] = 1;
-    for (int64_t i = 0; i < n; ++i) {
-      tok[b * N + 1 + i] = pool[pick[i]];
-      km[b * N + 1 + i] = 1;
-      for (int k = 0; k < 3; ++k) xyz[(b * N + 1 + i) * 3 + k] = static_cast<float>(pos[i * 3 + k]);
-    }
-    tok[b * N + n + 1] = 2;  // [SEP]
-    km[b * N + n + 1] = 1;
-    solv[b] = static_cast<int32_t>(b % 4);
+    mols.push_back(test::random_mol(static_cast<int>(n), 200 + static_cast<uint64_t>(b), static_cast<int32_t>(b % 4)));
   }
-  ShiftBatch batch;
-  batch.tokens = Tensor::from_vector<int32_t>(tok, {B, N});
-  batch.coords = Tensor::from_vector<float>(xyz, {B, N, 3});
-  batch.key_mask = Tensor::from_vector<int32_t>(km, {B, N});
-  batch.solvent = Tensor::from_vector<int32_t>(solv, {B});
-  for (int64_t b = 0; b < B; ++b) batch.entries.push_back(b);
+  ShiftBatch batch = test::make_batch(mols, N);
+  const std::vector<int32_t> tok = batch.tokens.to_vector<int32_t>();  // (B, N)
 
   // Assigned 13C: one size-1 segment per carbon. Unassigned 1H: one set per molecule.
   std::vector<int64_t> ci, hi;

@@ -23,22 +23,6 @@ std::string fmt(double v, int digits) {
   return buf;
 }
 
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"') o += "\\\"";
-    else if (c == '\\') o += "\\\\";
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else {
-      o += c;
-    }
-  }
-  return o;
-}
-
 std::string json_number(double v, int digits) { return std::isfinite(v) ? fmt(v, digits) : "null"; }
 
 std::string join_atoms(const Molecule& mol, const std::vector<int32_t>& atoms, const char* sep) {

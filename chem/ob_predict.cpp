@@ -37,6 +37,15 @@ std::string join_ints(const std::vector<int32_t>& v, const char* sep) {
   return s;
 }
 
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string o = "\"";
+  for (char c : s) o += (c == '"') ? std::string("\"\"") : std::string(1, c);
+  return o + "\"";
+}
+
+}  // namespace
+
 std::string json_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
@@ -58,15 +67,6 @@ std::string json_escape(const std::string& s) {
   }
   return o;
 }
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char c : s) o += (c == '"') ? std::string("\"\"") : std::string(1, c);
-  return o + "\"";
-}
-
-}  // namespace
 
 // ---- nuclei ----
 NucleusSet parse_nucleus_set(const std::string& text) {

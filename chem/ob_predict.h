@@ -116,4 +116,8 @@ std::string format_sdf(const ShiftPrediction& p);
 // the prediction has none (the nucleus was not requested).
 std::string format_svg(const ShiftPrediction& p, chem::Nucleus nucleus);
 
+// `s` as the inside of a JSON string literal: quote and backslash escaped, \n \t \r by name, other control
+// characters as \u00XX. Shared by the predict and assign JSON outputs.
+std::string json_escape(const std::string& s);
+
 }  // namespace larmor

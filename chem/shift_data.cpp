@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "chem/features.h"
+#include "chem/splitmix.h"
 #include "engine/error.h"
 
 namespace larmor::chem {
@@ -21,30 +22,6 @@ std::string entry_name(const Dataset& ds, size_t e) {
   const Molecule& m = ds.entries[e].mol;
   return "entry " + std::to_string(e) + (m.id.empty() ? std::string() : " ('" + m.id + "')");
 }
-
-// ---- deterministic random numbers (SplitMix64; the same stream on every platform) ----
-struct Rng {
-  uint64_t state;
-  explicit Rng(uint64_t seed) : state(seed) {}
-  uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, n), n > 0, by rejection (no modulo bias).
-  uint64_t below(uint64_t n) {
-    const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-    uint64_t r;
-    do r = next();
-    while (r >= limit);
-    return r % n;
-  }
-  template <typename T>
-  void shuffle(std::vector<T>& v) {
-    for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(i)]);
-  }
-};
 
 int element_of(Nucleus n) { return nucleus_element(n); }
 
@@ -498,7 +475,7 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // longer, bucketed and cut into batches of `bs` (the last may be short).
 std::vector<std::vector<int64_t>> group_batches(const std::vector<int64_t>& group, int64_t length, int64_t bs,
                                                 int64_t bucket_batches, const std::vector<int32_t>& num_atoms,
-                                                Rng& rng) {
+                                                SplitMix64& rng) {
   std::vector<int64_t> stream;
   stream.reserve(static_cast<size_t>(length));
   while (static_cast<int64_t>(stream.size()) < length) {
@@ -529,7 +506,7 @@ int64_t ShiftSampler::batches_per_epoch() const {
 }
 
 std::vector<std::vector<int64_t>> ShiftSampler::epoch(int64_t epoch) const {
-  Rng rng(options_.seed * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(epoch) + 0x632BE59BD9B4E019ull));
+  SplitMix64 rng(options_.seed * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(epoch) + 0x632BE59BD9B4E019ull));
   rng.next();
   const int64_t nb = batches_per_epoch();
   const int64_t B1 = options_.labelled_batch, B2 = options_.unlabelled_batch;

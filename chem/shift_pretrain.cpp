@@ -15,6 +15,7 @@
 #include "chem/features.h"
 #include "chem/shift_data.h"
 #include "chem/shift_training.h"
+#include "chem/splitmix.h"
 #include "chem/train_run.h"
 #include "engine/error.h"
 #include "layers/checkpoint.h"
@@ -87,33 +88,11 @@ ShiftBatch make_batch(const std::vector<Sample>& samples, const std::vector<int6
   return batch;
 }
 
-// SplitMix64: the same stream on every platform (std::shuffle's algorithm is library-defined).
-struct SplitMix {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  uint64_t below(uint64_t n) {  // uniform in [0, n) by rejection
-    const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-    uint64_t r;
-    do r = next();
-    while (r >= limit);
-    return r % n;
-  }
-  template <typename T>
-  void shuffle(std::vector<T>& v) {
-    for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(i)]);
-  }
-};
-
 // One epoch's batches, a pure function of (sizes, options, epoch): shuffle, sort by size within chunks of
 // bucket_batches batches (little padding), cut, shuffle the batch order.
 std::vector<std::vector<int64_t>> epoch_batches(const std::vector<Sample>& samples, int64_t batch, int64_t bucket_batches,
                                                 uint64_t seed, int64_t epoch) {
-  SplitMix rng{seed * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(epoch) + 0x5851F42D4C957F2Dull)};
+  SplitMix64 rng{seed * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(epoch) + 0x5851F42D4C957F2Dull)};
   rng.next();
   const int64_t n = static_cast<int64_t>(samples.size());
   std::vector<int64_t> order(static_cast<size_t>(n));

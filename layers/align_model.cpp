@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/rng.h"
+#include "layers/config_json.h"
 
 namespace larmor {
 
@@ -135,46 +136,33 @@ std::string AlignModelConfig::to_json() const {
 }
 
 AlignModelConfig AlignModelConfig::from_json(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const std::exception& e) {
-    config_fail(std::string("invalid JSON: ") + e.what());
-  }
-  if (!j.is_object()) config_fail("JSON must be an object");
   AlignModelConfig c;
-  std::string key;
-  try {
-    for (auto it = j.begin(); it != j.end(); ++it) {
-      key = it.key();
-      const json& v = it.value();
-      if (key == "gin_layers") c.gin_layers = v.get<int64_t>();
-      else if (key == "gin_dim") c.gin_dim = v.get<int64_t>();
-      else if (key == "gin_hidden") c.gin_hidden = v.get<int64_t>();
-      else if (key == "gin_dropout") c.gin_dropout = v.get<double>();
-      else if (key == "num_atom_types") c.num_atom_types = v.get<int64_t>();
-      else if (key == "num_chirality_tags") c.num_chirality_tags = v.get<int64_t>();
-      else if (key == "num_hybridizations") c.num_hybridizations = v.get<int64_t>();
-      else if (key == "graph_pool_hidden") c.graph_pool_hidden = v.get<int64_t>();
-      else if (key == "shared_graph_encoder") c.shared_graph_encoder = v.get<bool>();
-      else if (key == "peak_dim") c.peak_dim = v.get<int64_t>();
-      else if (key == "peak_ppm_scale") c.peak_ppm_scale = v.get<double>();
-      else if (key == "spectrum_encoder") c.spectrum_encoder = v.get<std::string>();
-      else if (key == "cnn_channels") c.cnn_channels = v.get<int64_t>();
-      else if (key == "spectrum_dim") c.spectrum_dim = v.get<int64_t>();
-      else if (key == "projection_dim") c.projection_dim = v.get<int64_t>();
-      else if (key == "projection_dropout") c.projection_dropout = v.get<double>();
-      else if (key == "alpha") c.alpha = v.get<double>();
-      else if (key == "soft_n") c.soft_n = v.get<double>();
-      else if (key == "soft_p") c.soft_p = v.get<double>();
-      else if (key == "soft_targets") c.soft_targets = v.get<bool>();
-      else if (key == "molecule_gradient") c.molecule_gradient = v.get<std::string>();
-      else if (key == "logit_scale") c.logit_scale = v.get<double>();
-      else config_fail("unknown key \"" + key + "\"");
-    }
-  } catch (const json::exception& e) {
-    config_fail("bad value type for \"" + key + "\": " + e.what());
-  }
+  read_config_json(text, config_fail, [&](const std::string& key, const json& v) {
+    if (key == "gin_layers") c.gin_layers = v.get<int64_t>();
+    else if (key == "gin_dim") c.gin_dim = v.get<int64_t>();
+    else if (key == "gin_hidden") c.gin_hidden = v.get<int64_t>();
+    else if (key == "gin_dropout") c.gin_dropout = v.get<double>();
+    else if (key == "num_atom_types") c.num_atom_types = v.get<int64_t>();
+    else if (key == "num_chirality_tags") c.num_chirality_tags = v.get<int64_t>();
+    else if (key == "num_hybridizations") c.num_hybridizations = v.get<int64_t>();
+    else if (key == "graph_pool_hidden") c.graph_pool_hidden = v.get<int64_t>();
+    else if (key == "shared_graph_encoder") c.shared_graph_encoder = v.get<bool>();
+    else if (key == "peak_dim") c.peak_dim = v.get<int64_t>();
+    else if (key == "peak_ppm_scale") c.peak_ppm_scale = v.get<double>();
+    else if (key == "spectrum_encoder") c.spectrum_encoder = v.get<std::string>();
+    else if (key == "cnn_channels") c.cnn_channels = v.get<int64_t>();
+    else if (key == "spectrum_dim") c.spectrum_dim = v.get<int64_t>();
+    else if (key == "projection_dim") c.projection_dim = v.get<int64_t>();
+    else if (key == "projection_dropout") c.projection_dropout = v.get<double>();
+    else if (key == "alpha") c.alpha = v.get<double>();
+    else if (key == "soft_n") c.soft_n = v.get<double>();
+    else if (key == "soft_p") c.soft_p = v.get<double>();
+    else if (key == "soft_targets") c.soft_targets = v.get<bool>();
+    else if (key == "molecule_gradient") c.molecule_gradient = v.get<std::string>();
+    else if (key == "logit_scale") c.logit_scale = v.get<double>();
+    else return false;
+    return true;
+  });
   c.validate();
   return c;
 }

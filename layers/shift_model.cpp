@@ -6,6 +6,7 @@
 
 #include "engine/rng.h"
 #include "kernels/ops.h"
+#include "layers/config_json.h"
 
 namespace larmor {
 
@@ -124,49 +125,37 @@ std::string ShiftModelConfig::to_json() const {
 }
 
 ShiftModelConfig ShiftModelConfig::from_json(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const std::exception& e) {
-    config_fail(std::string("invalid JSON: ") + e.what());
-  }
-  if (!j.is_object()) config_fail("JSON must be an object");
   ShiftModelConfig c;
-  try {
-    for (auto it = j.begin(); it != j.end(); ++it) {
-      const std::string& k = it.key();
-      const json& v = it.value();
-      if (k == "layers") c.layers = v.get<int64_t>();
-      else if (k == "dim") c.dim = v.get<int64_t>();
-      else if (k == "heads") c.heads = v.get<int64_t>();
-      else if (k == "ffn") c.ffn = v.get<int64_t>();
-      else if (k == "kernels") c.kernels = v.get<int64_t>();
-      else if (k == "emb_dropout") c.emb_dropout = v.get<double>();
-      else if (k == "dropout") c.dropout = v.get<double>();
-      else if (k == "attention_dropout") c.attention_dropout = v.get<double>();
-      else if (k == "activation_dropout") c.activation_dropout = v.get<double>();
-      else if (k == "head_dropout") c.head_dropout = v.get<double>();
-      else if (k == "vocab_size") c.vocab_size = v.get<int64_t>();
-      else if (k == "num_solvents") c.num_solvents = v.get<int64_t>();
-      else if (k == "solvent_conditioning") c.solvent_conditioning = v.get<bool>();
-      else if (k == "nuclei") {
-        if (!v.is_array()) config_fail("nuclei must be an array of names (\"1H\", \"13C\", \"19F\", \"31P\")");
-        c.nuclei.fill(false);
-        for (const json& e : v) {
-          std::string name = e.get<std::string>();
-          int found = -1;
-          for (int n = 0; n < kShiftNuclei; ++n)
-            if (name == kNucleusNames[n]) found = n;
-          if (found < 0) config_fail("unknown nucleus \"" + name + "\" (expected 1H, 13C, 19F or 31P)");
-          c.nuclei[found] = true;
-        }
-      } else {
-        config_fail("unknown key \"" + k + "\"");
+  read_config_json(text, config_fail, [&](const std::string& k, const json& v) {
+    if (k == "layers") c.layers = v.get<int64_t>();
+    else if (k == "dim") c.dim = v.get<int64_t>();
+    else if (k == "heads") c.heads = v.get<int64_t>();
+    else if (k == "ffn") c.ffn = v.get<int64_t>();
+    else if (k == "kernels") c.kernels = v.get<int64_t>();
+    else if (k == "emb_dropout") c.emb_dropout = v.get<double>();
+    else if (k == "dropout") c.dropout = v.get<double>();
+    else if (k == "attention_dropout") c.attention_dropout = v.get<double>();
+    else if (k == "activation_dropout") c.activation_dropout = v.get<double>();
+    else if (k == "head_dropout") c.head_dropout = v.get<double>();
+    else if (k == "vocab_size") c.vocab_size = v.get<int64_t>();
+    else if (k == "num_solvents") c.num_solvents = v.get<int64_t>();
+    else if (k == "solvent_conditioning") c.solvent_conditioning = v.get<bool>();
+    else if (k == "nuclei") {
+      if (!v.is_array()) config_fail("nuclei must be an array of names (\"1H\", \"13C\", \"19F\", \"31P\")");
+      c.nuclei.fill(false);
+      for (const json& e : v) {
+        std::string name = e.get<std::string>();
+        int found = -1;
+        for (int n = 0; n < kShiftNuclei; ++n)
+          if (name == kNucleusNames[n]) found = n;
+        if (found < 0) config_fail("unknown nucleus \"" + name + "\" (expected 1H, 13C, 19F or 31P)");
+        c.nuclei[found] = true;
       }
+    } else {
+      return false;
     }
-  } catch (const json::exception& e) {
-    config_fail(std::string("bad value type: ") + e.what());
-  }
+    return true;
+  });
   c.validate();
   return c;
 }

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <functional>
 #include <numeric>
 #include <string>
 
@@ -17,6 +16,7 @@
 #include "kernels/ops.h"
 #include "layers/align_model.h"
 #include "layers/optim.h"
+#include "tests/test_util.h"
 
 using namespace larmor;
 
@@ -104,29 +104,10 @@ AlignModelConfig test_config(const std::string& encoder = "cnn", bool shared = t
   return c;
 }
 
-std::vector<double> f64(const Tensor& t) { return t.to(DType::F64).to_vector<double>(); }
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
-
-bool all_finite(const Tensor& t) {
-  for (double v : f64(t))
-    if (!std::isfinite(v)) return false;
-  return true;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::all_finite;  // tests/test_util.h
+using test::error_of;
+using test::max_abs_diff;
+using test::to_f64;
 
 bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
@@ -336,7 +317,7 @@ TEST_CASE("AlignModel: output shapes, parameter names, bad input") {
 TEST_CASE("CressCnnEncoder: the encoder output (before the projection) is L2-normalised") {
   AlignBatch b = batch_of(hand_molecules());
   CressCnnEncoder enc(test_config("cnn"), 9, DType::F64);
-  std::vector<double> norms = f64(sum(square(enc.forward(b.spectrum.to(DType::F64))), {1}));
+  std::vector<double> norms = to_f64(sum(square(enc.forward(b.spectrum.to(DType::F64))), {1}));
   for (double n : norms) CHECK(n == doctest::Approx(1.0).epsilon(1e-12));
 }
 
@@ -362,8 +343,8 @@ TEST_CASE("AlignModel: GIN is permutation-equivariant and molecules in a batch d
     std::sort(order.begin(), order.end());
     for (auto& [node, k] : order) pm.carbons.push_back({node, m.carbons[k].second});
     AlignGraphEmbeddings perm = model.encode_graph(batch_of({pm}));
-    CHECK(max_abs_diff(f64(ref.molecule), f64(perm.molecule)) < 1e-10);
-    std::vector<double> rc = f64(ref.carbon), pc = f64(perm.carbon);
+    CHECK(max_abs_diff(to_f64(ref.molecule), to_f64(perm.molecule)) < 1e-10);
+    std::vector<double> rc = to_f64(ref.carbon), pc = to_f64(perm.carbon);
     const size_t D = 8;
     double worst = 0;
     for (size_t r = 0; r < order.size(); ++r)
@@ -374,8 +355,8 @@ TEST_CASE("AlignModel: GIN is permutation-equivariant and molecules in a batch d
 
     // molecule independence: m alone vs after two other molecules
     AlignGraphEmbeddings both = model.encode_graph(batch_of({random_mol(6, 78), hand_molecules()[3], m}));
-    std::vector<double> bm = f64(both.molecule), bc = f64(both.carbon);
-    CHECK(max_abs_diff(std::vector<double>(bm.begin() + 2 * D, bm.end()), f64(ref.molecule)) < 1e-12);
+    std::vector<double> bm = to_f64(both.molecule), bc = to_f64(both.carbon);
+    CHECK(max_abs_diff(std::vector<double>(bm.begin() + 2 * D, bm.end()), to_f64(ref.molecule)) < 1e-12);
     CHECK(max_abs_diff(std::vector<double>(bc.end() - static_cast<int64_t>(rc.size()), bc.end()), rc) < 1e-12);
   }
 }
@@ -387,7 +368,7 @@ TEST_CASE("AlignModel: the peak-set encoder is invariant to peak order and paddi
   std::vector<AlignMoleculeInput> in;
   for (auto& m : mols) in.push_back(to_input(m));
   REQUIRE(in[0].peak_ppm.size() >= 3);
-  std::vector<double> ref = f64(model.encode_spectrum(make_align_batch(in)));
+  std::vector<double> ref = to_f64(model.encode_spectrum(make_align_batch(in)));
   // reverse the peaks of molecule 0 and rotate those of molecule 1, pad to 11
   std::vector<AlignMoleculeInput> shuffled = in;
   std::reverse(shuffled[0].peak_ppm.begin(), shuffled[0].peak_ppm.end());
@@ -396,7 +377,7 @@ TEST_CASE("AlignModel: the peak-set encoder is invariant to peak order and paddi
   std::rotate(shuffled[1].peak_multiplicity.begin(), shuffled[1].peak_multiplicity.begin() + 1, shuffled[1].peak_multiplicity.end());
   AlignBatch b = make_align_batch(shuffled, 11);
   CHECK(b.max_peaks() == 11);
-  CHECK(max_abs_diff(f64(model.encode_spectrum(b)), ref) < 1e-10);
+  CHECK(max_abs_diff(to_f64(model.encode_spectrum(b)), ref) < 1e-10);
   // padding content is ignored: garbage (finite) ppm and classes in the padded slots
   std::vector<float> ppm = b.peak_ppm.to_vector<float>();
   std::vector<int32_t> mult = b.peak_multiplicity.to_vector<int32_t>(), mask = b.peak_mask.to_vector<int32_t>();
@@ -407,10 +388,10 @@ TEST_CASE("AlignModel: the peak-set encoder is invariant to peak order and paddi
     }
   b.peak_ppm = Tensor::from_vector<float>(ppm, {2, 11});
   b.peak_multiplicity = Tensor::from_vector<int32_t>(mult, {2, 11});
-  CHECK(max_abs_diff(f64(model.encode_spectrum(b)), ref) < 1e-10);
+  CHECK(max_abs_diff(to_f64(model.encode_spectrum(b)), ref) < 1e-10);
   // but a real peak does matter
   shuffled[0].peak_ppm[0] += 1.0f;
-  CHECK(max_abs_diff(f64(model.encode_spectrum(make_align_batch(shuffled))), ref) > 1e-6);
+  CHECK(max_abs_diff(to_f64(model.encode_spectrum(make_align_batch(shuffled))), ref) > 1e-6);
 }
 
 TEST_CASE("conv1d_two_chunk equals a direct Conv1d(k = 2s, stride s, padding s)") {
@@ -420,7 +401,7 @@ TEST_CASE("conv1d_two_chunk equals a direct Conv1d(k = 2s, stride s, padding s)"
          bias = rng.normal({Cout}, 0, 1, DType::F64);
   Tensor y = conv1d_two_chunk(x, w, bias, s);
   REQUIRE(y.shape() == Shape{B, Cout, T});
-  std::vector<double> xv = f64(x), wv = f64(w), bv = f64(bias), yv = f64(y);
+  std::vector<double> xv = to_f64(x), wv = to_f64(w), bv = to_f64(bias), yv = to_f64(y);
   double worst = 0;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t c = 0; c < Cout; ++c)
@@ -441,7 +422,7 @@ TEST_CASE("CressCnnEncoder equals a direct-loop CReSS reference") {
   AlignModelConfig c = test_config("cnn");
   CressCnnEncoder enc(c, 17, DType::F64);
   auto st = enc.state_dict();
-  auto W = [&](const char* n) { return f64(st.at(n)); };
+  auto W = [&](const char* n) { return to_f64(st.at(n)); };
   std::vector<float> peaks1 = {18.1f, 58.0f, 128.5f, -49.0f}, peaks2 = {177.9f, 20.8f, 300.0f};
   std::vector<double> spec;
   for (auto* p : {&peaks1, &peaks2}) {
@@ -451,7 +432,7 @@ TEST_CASE("CressCnnEncoder equals a direct-loop CReSS reference") {
   // a dense part too, so that every conv window sees data
   for (size_t i = 0; i < spec.size(); i += 7) spec[i] += 0.25 * std::sin(0.01 * static_cast<double>(i));
   Tensor x = Tensor::from_vector<double>(spec, {2, 4000});
-  std::vector<double> out = f64(enc.forward(x));
+  std::vector<double> out = to_f64(enc.forward(x));
 
   const int64_t Ch = c.cnn_channels, T = 21, F = Ch * T, S = c.spectrum_dim;
   std::vector<double> cw = W("conv_weight"), cb = W("conv_bias");
@@ -575,7 +556,7 @@ TEST_CASE("align_contrastive_loss equals a hand computation; gradient sides deta
   auto leaf = [&](size_t r) { return rng.normal({static_cast<int64_t>(r), static_cast<int64_t>(D)}, 0, 1.5, DType::F64).set_requires_grad(true); };
   Tensor es = leaf(B), eg = leaf(B), ep = leaf(Nc), ec = leaf(Nc);
   std::vector<double> ppm = {10.0, 20.0, 10.0, 35.5, 20.05};
-  const std::vector<long double> S1 = hand_dot(f64(es), f64(eg), B, B, D), L1 = hand_dot(f64(ep), f64(ec), Nc, Nc, D);
+  const std::vector<long double> S1 = hand_dot(to_f64(es), to_f64(eg), B, B, D), L1 = hand_dot(to_f64(ep), to_f64(ec), Nc, Nc, D);
   std::vector<long double> I_B(B * B, 0), I_N(Nc * Nc, 0);
   for (size_t i = 0; i < B; ++i) I_B[i * B + i] = 1;
   for (size_t i = 0; i < Nc; ++i) I_N[i * Nc + i] = 1;
@@ -615,16 +596,16 @@ TEST_CASE("align_contrastive_loss equals a hand computation; gradient sides deta
       CHECK(ec.grad().defined());
       const std::string s(side);
       if (s == "both") {
-        g_graph_both = f64(eg.grad());
-        g_spec_both = f64(es.grad());
+        g_graph_both = to_f64(eg.grad());
+        g_spec_both = to_f64(es.grad());
       } else if (s == "graph") {
         CHECK(!es.grad().defined());
         REQUIRE(eg.grad().defined());
-        CHECK(max_abs_diff(f64(eg.grad()), g_graph_both) < 1e-14);
+        CHECK(max_abs_diff(to_f64(eg.grad()), g_graph_both) < 1e-14);
       } else {
         CHECK(!eg.grad().defined());
         REQUIRE(es.grad().defined());
-        CHECK(max_abs_diff(f64(es.grad()), g_spec_both) < 1e-14);
+        CHECK(max_abs_diff(to_f64(es.grad()), g_spec_both) < 1e-14);
       }
     }
   }
@@ -693,19 +674,8 @@ TEST_CASE("AlignModel: analytic gradients match finite differences (f64)") {
       Tensor p = st.at(name);
       REQUIRE_MESSAGE(p.grad().defined(), name);
       std::vector<double> g = p.grad().to_vector<double>();
-      std::vector<size_t> order(g.size());
-      std::iota(order.begin(), order.end(), 0);
-      std::sort(order.begin(), order.end(), [&](size_t i, size_t j) { return std::fabs(g[i]) > std::fabs(g[j]); });
-      for (size_t k = 0; k < std::min<size_t>(3, order.size()); ++k) {
-        size_t e = order[k];
-        double* w = p.data<double>() + e;
-        const double h = 1e-6, w0 = *w;
-        *w = w0 + h;
-        double lp = loss_value();
-        *w = w0 - h;
-        double lm = loss_value();
-        *w = w0;
-        double fd = (lp - lm) / (2 * h);
+      for (size_t e : test::largest_gradient_entries(g, 3)) {
+        const double fd = test::central_difference(p.data<double>() + e, loss_value);
         CHECK_MESSAGE(std::fabs(fd - g[e]) <= 1e-6 + 1e-4 * std::fabs(g[e]),
                       std::string(enc) << " " << name << "[" << e << "]: analytic " << g[e] << " vs numeric " << fd);
         ++checked;

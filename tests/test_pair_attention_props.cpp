@@ -15,31 +15,21 @@
 #include "autograd/autograd.h"
 #include "engine/rng.h"
 #include "kernels/ops.h"
+#include "tests/test_util.h"
 
 namespace larmor {
 namespace {
 
-std::vector<double> host(const Tensor& t) { return t.to(DType::F64).to_vector<double>(); }
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
-
-bool all_finite(const Tensor& t) {
-  for (double x : host(t))
-    if (!std::isfinite(x)) return false;
-  return true;
-}
+using test::all_finite;  // tests/test_util.h
+using test::max_abs_diff;
+using test::to_f64;
 
 // Permutes the atom axes of a (B, H, N, X) tensor: row i of molecule b becomes row perm[b][i]. When
 // pair is true X = N and the key axis is permuted too. The result is a fresh f64 leaf.
 Tensor permute_atoms(const Tensor& t, const std::vector<std::vector<int64_t>>& perm, bool pair) {
   const Shape& s = t.shape();
   const int64_t B = s[0], H = s[1], N = s[2], X = s[3];
-  std::vector<double> in = host(t), out(in.size());
+  std::vector<double> in = to_f64(t), out(in.size());
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < N; ++i)
@@ -84,16 +74,16 @@ TEST_CASE("pair attention: permuting atoms permutes outputs and gradients (with 
   PairAttentionOut o = pair_bias_attention(a.q, a.k, a.v, a.bias, a.mask, scale);
   PairAttentionOut po = pair_bias_attention(p.q, p.k, p.v, p.bias, p.mask, scale);
 
-  CHECK(max_abs_diff(host(po.out), host(permute_atoms(o.out, perm, false))) < 1e-12);
-  CHECK(max_abs_diff(host(po.logits), host(permute_atoms(o.logits, perm, true))) < 1e-12);
-  CHECK(max_abs_diff(host(po.probs), host(permute_atoms(o.probs, perm, true))) < 1e-12);
+  CHECK(max_abs_diff(to_f64(po.out), to_f64(permute_atoms(o.out, perm, false))) < 1e-12);
+  CHECK(max_abs_diff(to_f64(po.logits), to_f64(permute_atoms(o.logits, perm, true))) < 1e-12);
+  CHECK(max_abs_diff(to_f64(po.probs), to_f64(permute_atoms(o.probs, perm, true))) < 1e-12);
 
   std::vector<Tensor> g = grad({o.out, o.logits}, {w_out, w_logits}, {a.q, a.k, a.v, a.bias});
   std::vector<Tensor> pg = grad({po.out, po.logits}, {pw_out, pw_logits}, {p.q, p.k, p.v, p.bias});
   const char* names[] = {"dq", "dk", "dv", "dbias"};
   for (size_t i = 0; i < 4; ++i) {
     INFO(names[i]);
-    CHECK(max_abs_diff(host(pg[i]), host(permute_atoms(g[i], perm, i == 3))) < 1e-12);
+    CHECK(max_abs_diff(to_f64(pg[i]), to_f64(permute_atoms(g[i], perm, i == 3))) < 1e-12);
   }
 }
 
@@ -104,7 +94,7 @@ TEST_CASE("pair attention: values at padded keys do not change out") {
   PairAttentionOut o = pair_bias_attention(a.q, a.k, a.v, a.bias, a.mask, 0.5);
 
   // Overwrite k, v (rows j) and bias (columns j) of molecule 1 at the padded atoms with large values.
-  std::vector<double> k = host(a.k), v = host(a.v), bias = host(a.bias);
+  std::vector<double> k = to_f64(a.k), v = to_f64(a.v), bias = to_f64(a.bias);
   for (int64_t h = 0; h < H; ++h)
     for (int64_t j : {1, 4}) {
       const int64_t bh = 1 * H + h;
@@ -117,7 +107,7 @@ TEST_CASE("pair attention: values at padded keys do not change out") {
   PairAttentionOut o2 = pair_bias_attention(a.q, Tensor::from_vector(k, a.k.shape()), Tensor::from_vector(v, a.v.shape()),
                                             Tensor::from_vector(bias, a.bias.shape()), a.mask, 0.5);
   // Compare the real query rows (the padded rows do not change either, but nobody reads them).
-  std::vector<double> out = host(o.out), out2 = host(o2.out), probs2 = host(o2.probs);
+  std::vector<double> out = to_f64(o.out), out2 = to_f64(o2.out), probs2 = to_f64(o2.probs);
   double worst = 0;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
@@ -132,7 +122,7 @@ TEST_CASE("pair attention: values at padded keys do not change out") {
       }
   CHECK(worst < 1e-12);
   // The logits are unmasked (they are the next layer's pair bias), so they do see the change.
-  CHECK(max_abs_diff(host(o.logits), host(o2.logits)) > 1.0);
+  CHECK(max_abs_diff(to_f64(o.logits), to_f64(o2.logits)) > 1.0);
 }
 
 TEST_CASE("pair attention: a fully padded molecule gives zeros and finite gradients") {
@@ -142,7 +132,7 @@ TEST_CASE("pair attention: a fully padded molecule gives zeros and finite gradie
     Tensor q = a.q.to(dt), k = a.k.to(dt), v = a.v.to(dt), bias = a.bias.to(dt);
     for (Tensor* t : {&q, &k, &v, &bias}) t->set_requires_grad(true);
     PairAttentionOut o = pair_bias_attention(q, k, v, bias, a.mask, 0.5);
-    std::vector<double> out = host(o.out), probs = host(o.probs);
+    std::vector<double> out = to_f64(o.out), probs = to_f64(o.probs);
     for (int64_t i = 0; i < H * N * d; ++i) CHECK(out[i] == 0.0);  // molecule 0
     for (int64_t i = 0; i < H * N * N; ++i) CHECK(probs[i] == 0.0);
     CHECK(all_finite(o.out));
@@ -153,7 +143,7 @@ TEST_CASE("pair attention: a fully padded molecule gives zeros and finite gradie
     // Only out weighted: nothing flows into molecule 0 at all.
     std::vector<Tensor> g_out = grad({o.out}, {Tensor::ones(o.out.shape(), dt)}, {q, k, v, bias});
     for (const Tensor& gi : g_out) {
-      std::vector<double> h = host(gi);
+      std::vector<double> h = to_f64(gi);
       const int64_t per_mol = gi.numel() / B;
       for (int64_t i = 0; i < per_mol; ++i) CHECK(h[i] == 0.0);
     }
@@ -213,10 +203,10 @@ TEST_CASE("message passing: invariant to the order of the edge list") {
     Tensor el = Tensor::from_vector(e_sorted, {E, D}).set_requires_grad(true);
     Tensor out = message_passing(xl, el, g);
     std::vector<Tensor> gr = grad({out}, {w}, {xl, el});
-    std::vector<double> ge = host(gr[1]), dedge(E * D);
+    std::vector<double> ge = to_f64(gr[1]), dedge(E * D);
     for (int64_t k = 0; k < E; ++k)
       for (int64_t c = 0; c < D; ++c) dedge[orig[pv[k]] * D + c] = ge[k * D + c];
-    return std::vector<std::vector<double>>{host(out), host(gr[0]), dedge};
+    return std::vector<std::vector<double>>{to_f64(out), to_f64(gr[0]), dedge};
   };
   std::vector<int64_t> identity(E);
   std::iota(identity.begin(), identity.end(), 0);

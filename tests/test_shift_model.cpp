@@ -436,20 +436,8 @@ TEST_CASE("ShiftModel: analytic gradients match finite differences (f64, smooth 
                            "gbf_fc1.weight", "layers.0.qkv.weight", "layers.1.fc2.bias", "emb_ln.weight", "head_13C_fc1.weight"}) {
     Tensor p = st.at(name);
     std::vector<double> g = p.grad().to_vector<double>();
-    // the entries with the largest gradients (well away from 0), up to 3
-    std::vector<size_t> order(g.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](size_t i, size_t j) { return std::fabs(g[i]) > std::fabs(g[j]); });
-    for (size_t k = 0; k < std::min<size_t>(3, order.size()); ++k) {
-      size_t e = order[k];
-      double* w = p.data<double>() + e;
-      const double h = 1e-6, w0 = *w;
-      *w = w0 + h;
-      double lp = loss_value();
-      *w = w0 - h;
-      double lm = loss_value();
-      *w = w0;
-      double fd = (lp - lm) / (2 * h);
+    for (size_t e : test::largest_gradient_entries(g, 3)) {
+      const double fd = test::central_difference(p.data<double>() + e, loss_value);
       CHECK_MESSAGE(std::fabs(fd - g[e]) <= 1e-5 + 1e-4 * std::fabs(g[e]), name << "[" << e << "]: analytic " << g[e] << " vs numeric " << fd);
       ++checked;
     }

@@ -1,17 +1,23 @@
-// Small helpers shared by the test files: a self-removing temporary directory, whole-file reads, and
-// a tiny shift-model config and hand-built batches of random molecules (the layer tests of the shift model and of its
-// pretraining build their batches without the chemistry library).
+// Small helpers shared by the test files: a self-removing temporary directory, whole-file reads, the message of a thrown Error, tensor
+// comparisons and the two halves of a finite-difference gradient check, and a tiny shift-model config and
+// hand-built batches of random molecules (the layer tests of the shift model and of its pretraining build
+// their batches without the chemistry library; bench/bench_shift_step.cpp builds its batch the same way).
+// No doctest here, so a benchmark can include it too: the checks stay in the test files.
 #pragma once
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
+#include <numeric>
 #include <string>
 #include <vector>
 
+#include "engine/error.h"
 #include "engine/rng.h"
 #include "layers/shift_batch.h"
 #include "layers/shift_model.h"
@@ -42,6 +48,56 @@ struct TempDir {
 inline std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The message of the larmor::Error that `fn` throws, or "" when it throws none.
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// The tensor's values as doubles, whatever its dtype.
+inline std::vector<double> to_f64(const Tensor& t) { return t.to(DType::F64).to_vector<double>(); }
+
+// Largest |a[i] - b[i]|; infinity when the lengths differ, so any tolerance check on it fails.
+inline double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+inline bool all_finite(const Tensor& t) {
+  for (double v : to_f64(t))
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+// Indices of the (up to) k entries of a gradient with the largest magnitude, largest first: the entries a
+// finite-difference check probes, well away from 0.
+inline std::vector<size_t> largest_gradient_entries(const std::vector<double>& grad, size_t k) {
+  std::vector<size_t> order(grad.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t i, size_t j) { return std::fabs(grad[i]) > std::fabs(grad[j]); });
+  order.resize(std::min(k, order.size()));
+  return order;
+}
+
+// (loss(w + h) - loss(w - h)) / 2h for one parameter entry *w of an f64 model; *w is restored afterwards.
+template <typename LossFn>
+double central_difference(double* w, LossFn&& loss, double h = 1e-6) {
+  const double w0 = *w;
+  *w = w0 + h;
+  const double lp = loss();
+  *w = w0 - h;
+  const double lm = loss();
+  *w = w0;
+  return (lp - lm) / (2 * h);
 }
 
 // A 2-layer shift model of width `dim` (4 heads, FFN 2 * dim, dim / 2 distance kernels) that the tests

@@ -1,7 +1,8 @@
-// A hand-built training fixture shared by the shift training, pretraining and prediction tests: small
-// molecules with 3-D coordinates and shifts that depend on their structure, so a tiny model can learn them
-// in seconds, and a bytewise comparison of two checkpoints (the
-// exact-resume tests).
+// A hand-built training fixture shared by the shift training, pretraining, prediction and assignment tests:
+// small molecules with 3-D coordinates and shifts that depend on their structure, so a tiny model can learn
+// them in seconds; the training options those tests start from; one tiny model trained on them once per
+// process (the prediction and assignment tests only need some trained model); and a bytewise comparison of
+// two checkpoints (the exact-resume tests).
 #pragma once
 #include <cmath>
 #include <cstring>
@@ -9,7 +10,9 @@
 #include <vector>
 
 #include "chem/dataset.h"
+#include "chem/shift_training.h"
 #include "layers/safetensors.h"
+#include "tests/test_util.h"
 
 namespace larmor::test {
 
@@ -74,6 +77,36 @@ inline Dataset chain_dataset() {
       ++k;
     }
   return ds;
+}
+
+// Labelled-only training of a tiny_shift_config(32, dropout) model in batches of 3 at LR 3e-3, seed 7, no
+// periodic checkpoints, writing to `out_dir`; the tests set the epochs or step budget.
+inline ShiftTrainOptions tiny_train_options(const std::string& out_dir, double dropout) {
+  ShiftTrainOptions o;
+  o.out_dir = out_dir;
+  o.model_config = tiny_shift_config(32, dropout);
+  o.mode = SamplerMode::LabelledOnly;
+  o.batch_labelled = 3;
+  o.lr = 3e-3;
+  o.seed = 7;
+  o.checkpoint_every = 0;
+  o.eval_batch = 4;
+  return o;
+}
+
+// The best checkpoint of a tiny model trained for 15 epochs without dropout on the chain dataset (its test
+// molecule moved to the training split); trained on first use, once per process (a few seconds).
+inline const std::string& tiny_trained_model() {
+  static const TempDir dir("tiny_shift_model");
+  static const std::string path = [] {
+    Dataset ds = chain_dataset();
+    for (DatasetEntry& e : ds.entries)
+      if (e.split == Split::Test) e.split = Split::Train;
+    ShiftTrainOptions o = tiny_train_options(dir.file("run"), 0.0);
+    o.epochs = 15;
+    return train_shift(ds, o).best_path;
+  }();
+  return path;
 }
 
 // How many tensors of checkpoint `a` differ bytewise from the same-named tensor of `b`; -1 when the two

@@ -19,6 +19,7 @@
 #include "chem/peak_list.h"
 #include "engine/error.h"
 #include "layers/checkpoint.h"
+#include "tests/chem/peak_fixtures.h"
 #include "tests/chem/shift_fixtures.h"
 #include "tests/test_util.h"
 
@@ -26,6 +27,7 @@ using namespace larmor;
 using namespace larmor::chem;
 
 namespace {
+using test::peaks_of;
 
 const test::TempDir temp_root("align_index");
 
@@ -94,17 +96,6 @@ std::unique_ptr<AlignModel> tiny_model(uint64_t seed, const std::string& encoder
   auto m = std::make_unique<AlignModel>(c, seed);
   m->eval();
   return m;
-}
-
-std::vector<Peak> peaks_of(const std::vector<std::pair<double, int>>& v) {
-  std::vector<Peak> out;
-  for (const auto& [ppm, mult] : v) {
-    Peak p;
-    p.shift = ppm;
-    p.mult = static_cast<int8_t>(mult);
-    out.push_back(p);
-  }
-  return out;
 }
 
 }  // namespace

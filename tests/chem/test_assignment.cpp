@@ -16,11 +16,13 @@
 #include "chem/assignment.h"
 #include "chem/peak_list.h"
 #include "engine/error.h"
+#include "tests/chem/peak_fixtures.h"
 
 using namespace larmor;
 using namespace larmor::chem;
 
 namespace {
+using test::peak;
 
 // Best cost over all injective maps rows -> cols (brute force); +inf when none is finite.
 double brute_force_linear(const std::vector<double>& cost, int rows, int cols) {
@@ -83,13 +85,6 @@ CarbonClass cls(std::vector<int32_t> atoms, int32_t num_h, double ppm) {
   c.num_h = num_h;
   c.predicted_ppm = ppm;
   return c;
-}
-
-Peak peak(double ppm, int8_t mult = kMultUnknown) {
-  Peak p;
-  p.shift = ppm;
-  p.mult = mult;
-  return p;
 }
 
 }  // namespace

@@ -17,12 +17,14 @@
 #include "chem/peak_text.h"
 #include "chem/text_input.h"
 #include "engine/error.h"
+#include "tests/test_util.h"
 
 namespace fs = std::filesystem;
 using namespace larmor;
 using namespace larmor::chem;
 
 namespace {
+using test::error_of;  // tests/test_util.h
 
 const std::string kFixtures = std::string(LARMOR_SOURCE_DIR) + "/tests/chem/fixtures/";
 
@@ -49,17 +51,6 @@ std::vector<std::string> all_lines(TextReader& in) {
   std::string line;
   while (in.next_line(line)) lines.push_back(line);
   return lines;
-}
-
-// The error message of `fn`, or "" when it does not throw larmor::Error.
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }

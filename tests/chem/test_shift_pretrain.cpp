@@ -157,15 +157,10 @@ TEST_CASE("pretrain shift: init_from copies the backbone into train_shift; a dif
   CHECK(std::memcmp(qkv.raw_data(), fresh_qkv.raw_data(), qkv.nbytes()) != 0);  // really changed by the copy
 
   // through train_shift: one step at a negligible learning rate leaves the backbone at the pretrained values
-  ShiftTrainOptions so;
-  so.out_dir = temp_dir("fine");
-  so.model_config = tiny_shift_config(32, 0.0);
-  so.mode = SamplerMode::LabelledOnly;
-  so.batch_labelled = 3;
+  ShiftTrainOptions so = test::tiny_train_options(temp_dir("fine"), 0.0);
   so.lr = 1e-12;
   so.weight_decay = 0;
   so.max_steps = 1;
-  so.checkpoint_every = 0;
   so.init_from = pre.last_path;
   std::string messages;
   const ShiftTrainResult fr = train_shift(ds, so, [&](const ShiftTrainEvent& e) {

@@ -17,29 +17,16 @@ using namespace larmor;
 using namespace larmor::chem;
 
 namespace {
-using test::tiny_shift_config;
+using test::tiny_train_options;
 
 const test::TempDir temp_root("shift_training");  // run folders under one folder per process, removed at exit
 std::string temp_dir(const std::string& name) { return temp_root.fresh(name); }
-
-ShiftTrainOptions tiny_options(const std::string& out, double dropout) {
-  ShiftTrainOptions o;
-  o.out_dir = out;
-  o.model_config = tiny_shift_config(32, dropout);
-  o.mode = SamplerMode::LabelledOnly;
-  o.batch_labelled = 3;
-  o.lr = 3e-3;
-  o.seed = 7;
-  o.checkpoint_every = 0;
-  o.eval_batch = 4;
-  return o;
-}
 
 }  // namespace
 
 TEST_CASE("shift training: loss goes down, eval on the training set after overfitting is small") {
   const Dataset ds = test::chain_dataset();
-  ShiftTrainOptions o = tiny_options(temp_dir("overfit"), 0.0);
+  ShiftTrainOptions o = tiny_train_options(temp_dir("overfit"), 0.0);
   o.epochs = 200;
   o.warmup_fraction = 0.05;
   std::vector<double> losses;
@@ -80,13 +67,13 @@ TEST_CASE("shift training: resume after k steps gives bit-identical final weight
   const Dataset ds = test::chain_dataset();
   // 7 training molecules, batches of 3: 3 batches per epoch; 3 epochs = 9 steps. Dropout on, so the
   // dropout step must be restored too.
-  ShiftTrainOptions full = tiny_options(temp_dir("full"), 0.1);
+  ShiftTrainOptions full = tiny_train_options(temp_dir("full"), 0.1);
   full.epochs = 3;
   const ShiftTrainResult a = train_shift(ds, full);
   CHECK(a.steps == 9);
 
   for (int64_t k : {4, 6}) {  // mid-epoch, and exactly at an epoch end
-    ShiftTrainOptions part = tiny_options(temp_dir("part" + std::to_string(k)), 0.1);
+    ShiftTrainOptions part = tiny_train_options(temp_dir("part" + std::to_string(k)), 0.1);
     part.epochs = 3;
     part.max_steps = k;
     const ShiftTrainResult b1 = train_shift(ds, part);
@@ -104,7 +91,7 @@ TEST_CASE("shift training: resume after k steps gives bit-identical final weight
   }
 
   // a resume with different trajectory options is refused, naming the option
-  ShiftTrainOptions bad = tiny_options(temp_root.file("part4"), 0.1);
+  ShiftTrainOptions bad = tiny_train_options(temp_root.file("part4"), 0.1);
   bad.epochs = 3;
   bad.resume = true;
   bad.lr = 1e-3;
@@ -125,7 +112,7 @@ TEST_CASE("shift training: bad inputs give clear errors") {
   CHECK_THROWS_WITH_AS(parse_sampler_mode("both"), doctest::Contains("unknown mode"), Error);
 
   const Dataset ds = test::chain_dataset();
-  ShiftTrainOptions o = tiny_options(temp_dir("bad"), 0.0);
+  ShiftTrainOptions o = tiny_train_options(temp_dir("bad"), 0.0);
   o.resume = true;
   CHECK_THROWS_WITH_AS(train_shift(ds, o), doctest::Contains("no checkpoint"), Error);
   o.resume = false;
@@ -139,7 +126,7 @@ TEST_CASE("shift training: bad inputs give clear errors") {
 TEST_CASE("shift training: a step budget fixes the schedule and ends mid-epoch with a validation") {
   const Dataset ds = test::chain_dataset();
   // 7 training molecules in batches of 3: 3 batches per epoch; a budget of 7 steps = 2 full epochs + 1 batch.
-  ShiftTrainOptions o = tiny_options(temp_dir("budget"), 0.1);
+  ShiftTrainOptions o = tiny_train_options(temp_dir("budget"), 0.1);
   o.steps = 7;
   o.warmup_fraction = 0.0;
   std::vector<double> lrs;
@@ -155,7 +142,7 @@ TEST_CASE("shift training: a step budget fixes the schedule and ends mid-epoch w
   // linear decay to 0 over exactly 7 steps: lr(step) = peak * (1 - step / 7)
   for (size_t i = 0; i < lrs.size(); ++i) CHECK(lrs[i] == doctest::Approx(o.lr * (1.0 - static_cast<double>(i + 1) / 7.0)));
   // resuming a budgeted run from a checkpoint after 4 steps ends with the same weights
-  ShiftTrainOptions a = tiny_options(temp_dir("budget_a"), 0.1), b = tiny_options(temp_dir("budget_b"), 0.1);
+  ShiftTrainOptions a = tiny_train_options(temp_dir("budget_a"), 0.1), b = tiny_train_options(temp_dir("budget_b"), 0.1);
   a.steps = b.steps = 7;
   b.max_steps = 4;
   train_shift(ds, a);

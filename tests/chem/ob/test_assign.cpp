@@ -1,8 +1,9 @@
-// larmor::assign_by_prediction (chem/ob_assign.h): a tiny shift model is trained for a few seconds on the
-// hand-built chain dataset (as in test_predict.cpp); peaks set to the model's own 13C predictions must then
-// map back to the carbons they were predicted for (equivalent carbons count as correct), whether listed once
-// per class, once per carbon, shuffled or with multiplicities; the k best come in cost order; the CSV/JSON
-// carry the documented columns with 0-based input-order indices; bad peak lists fail with the file's name.
+// larmor::assign_by_prediction (chem/ob_assign.h): with the tiny shift model of tests/chem/shift_fixtures.h
+// (trained for a few seconds on the hand-built chain dataset, shared with test_predict.cpp), peaks set to
+// the model's own 13C predictions must map back to the carbons they were predicted for (equivalent carbons
+// count as correct), whether listed once per class, once per carbon, shuffled or with multiplicities; the k
+// best come in cost order; the CSV/JSON carry the documented columns with 0-based input-order indices; bad
+// peak lists fail with the file's name.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include "chem/ob_predict.h"
 #include "chem/shift_training.h"
 #include "engine/error.h"
+#include "tests/chem/peak_fixtures.h"
 #include "tests/chem/shift_fixtures.h"
 #include "tests/test_util.h"
 
@@ -24,37 +26,7 @@ using namespace larmor;
 using namespace larmor::chem;
 
 namespace {
-
-// Trains once per process (a few seconds) and returns the checkpoint path.
-const std::string& tiny_model() {
-  static test::TempDir dir("assign");
-  static const std::string path = [] {
-    Dataset ds;
-    int k = 0;
-    for (int n = 2; n <= 6; ++n)
-      for (bool o : {false, true})
-        ds.entries.push_back(test::chain_entry(n, o, (k++ % 5 == 3) ? Split::Valid : Split::Train));
-    ShiftTrainOptions o;
-    o.out_dir = dir.file("run");
-    ShiftModelConfig c;
-    c.layers = 2;
-    c.dim = 32;
-    c.heads = 4;
-    c.ffn = 64;
-    c.kernels = 16;
-    c.emb_dropout = c.dropout = 0.0;
-    o.model_config = c;
-    o.mode = SamplerMode::LabelledOnly;
-    o.batch_labelled = 3;
-    o.lr = 3e-3;
-    o.epochs = 15;
-    o.seed = 7;
-    o.checkpoint_every = 0;
-    o.eval_batch = 4;
-    return train_shift(ds, o).best_path;
-  }();
-  return path;
-}
+using test::peak;
 
 // The model's own 13C predictions for the molecule, per carbon class (class order of carbon_classes).
 std::vector<CarbonClass> predicted_classes(ShiftPredictor& pred, const Molecule& mol, Solvent solvent) {
@@ -66,13 +38,6 @@ std::vector<CarbonClass> predicted_classes(ShiftPredictor& pred, const Molecule&
     for (const AtomShift& a : p.atoms)
       if (a.atom == c.atoms[0]) c.predicted_ppm = a.shift_ppm;
   return classes;
-}
-
-Peak peak(double ppm, int8_t mult = kMultUnknown) {
-  Peak p;
-  p.shift = ppm;
-  p.mult = mult;
-  return p;
 }
 
 // Every peak on a class whose predicted shift equals the peak (the class it was made from, or one the model
@@ -92,7 +57,7 @@ void check_self_assignment(const AssignReport& r) {
 }  // namespace
 
 TEST_CASE("assign: peaks at the model's own predictions map back to their carbons") {
-  ShiftPredictor pred(tiny_model());
+  ShiftPredictor pred(test::tiny_trained_model());
   const Molecule mol = molecule_from_smiles("CC(C)CCO", "isoamyl");  // methyls 0 and 2 are equivalent
   const std::vector<CarbonClass> classes = predicted_classes(pred, mol, Solvent::Unknown);
   REQUIRE(classes.size() == 4);
@@ -111,7 +76,7 @@ TEST_CASE("assign: peaks at the model's own predictions map back to their carbon
     for (const PeakMatch& m : a.matches) got.push_back(m.cls);
     CHECK(got == std::vector<int32_t>{2, 0, 3, 1});
     CHECK(r.method == "predict");
-    CHECK(r.model == tiny_model());
+    CHECK(r.model == test::tiny_trained_model());
   }
   SUBCASE("one peak per carbon with multiplicities: the methyl pair takes two peaks on distinct atoms") {
     std::vector<Peak> peaks;
@@ -183,7 +148,7 @@ TEST_CASE("assign: peaks at the model's own predictions map back to their carbon
 }
 
 TEST_CASE("assign: bad peak lists and models fail clearly") {
-  ShiftPredictor pred(tiny_model());
+  ShiftPredictor pred(test::tiny_trained_model());
   const Molecule mol = molecule_from_smiles("CCO", "ethanol");
   CHECK_THROWS_WITH_AS(
       assign_by_prediction(pred, mol, {peak(10), peak(20), peak(30)}, Solvent::Unknown, AssignOptions{}, "three.txt"),

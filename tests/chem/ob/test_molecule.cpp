@@ -13,7 +13,6 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <functional>
 #include <numeric>
 #include <random>
 #include <set>
@@ -25,11 +24,13 @@
 #include "chem/ob_molecule.h"
 #include "chem/text_input.h"
 #include "engine/error.h"
+#include "tests/test_util.h"
 
 using namespace larmor;
 using namespace larmor::chem;
 
 namespace {
+using test::error_of;  // tests/test_util.h
 
 const std::string kFixtures = std::string(LARMOR_SOURCE_DIR) + "/tests/chem/fixtures/";
 
@@ -57,15 +58,6 @@ bool all_same_class(const Molecule& m, const std::vector<int>& atoms) {
   for (int i : atoms)
     if (m.atoms[i].symmetry_class != m.atoms[atoms[0]].symmetry_class) return false;
   return true;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }

@@ -1,7 +1,7 @@
-// larmor::ShiftPredictor and the predict output formats: a tiny model is trained for a few seconds on a
-// hand-built chain dataset (as tests/chem/test_shift_training.cpp) and saved once; predictions from SMILES
-// then give one 13C per carbon and one 1H per hydrogen, equivalent atoms identical shifts, the same numbers
-// on every call, bad records of a multi-record input reported while the others are predicted, CSV with the
+// larmor::ShiftPredictor and the predict output formats: with the tiny model of tests/chem/shift_fixtures.h
+// (trained for a few seconds on the hand-built chain dataset, once per process), predictions from SMILES
+// give one 13C per carbon and one 1H per hydrogen, equivalent atoms identical shifts, the same numbers on
+// every call, bad records of a multi-record input reported while the others are predicted, CSV with the
 // documented columns and 0-based indices, and clear errors for a missing or foreign model file.
 #include <doctest/doctest.h>
 
@@ -24,38 +24,6 @@ using namespace larmor;
 using namespace larmor::chem;
 
 namespace {
-using test::chain_entry;
-
-
-// Trains once per process (a few seconds) and returns the checkpoint path.
-const std::string& tiny_model() {
-  static test::TempDir dir("predict");
-  static const std::string path = [] {
-    Dataset ds;
-    int k = 0;
-    for (int n = 2; n <= 6; ++n)
-      for (bool o : {false, true}) ds.entries.push_back(chain_entry(n, o, (k++ % 5 == 3) ? Split::Valid : Split::Train));
-    ShiftTrainOptions o;
-    o.out_dir = dir.file("run");
-    ShiftModelConfig c;
-    c.layers = 2;
-    c.dim = 32;
-    c.heads = 4;
-    c.ffn = 64;
-    c.kernels = 16;
-    c.emb_dropout = c.dropout = 0.0;
-    o.model_config = c;
-    o.mode = SamplerMode::LabelledOnly;
-    o.batch_labelled = 3;
-    o.lr = 3e-3;
-    o.epochs = 15;
-    o.seed = 7;
-    o.checkpoint_every = 0;
-    o.eval_batch = 4;
-    return train_shift(ds, o).best_path;
-  }();
-  return path;
-}
 
 std::vector<const AtomShift*> of(const ShiftPrediction& p, Nucleus n) {
   std::vector<const AtomShift*> v;
@@ -67,7 +35,7 @@ std::vector<const AtomShift*> of(const ShiftPrediction& p, Nucleus n) {
 }  // namespace
 
 TEST_CASE("predict: one 13C per carbon, one 1H per H, equivalent atoms share the shift") {
-  ShiftPredictor pred(tiny_model());
+  ShiftPredictor pred(test::tiny_trained_model());
   SUBCASE("ethanol") {
     const ShiftPrediction p = pred.predict_smiles("CCO", Solvent::CDCl3);
     CHECK(p.conformer_generated);
@@ -120,7 +88,7 @@ TEST_CASE("predict: one 13C per carbon, one 1H per H, equivalent atoms share the
 }
 
 TEST_CASE("predict: deterministic; given coordinates are used as they are") {
-  ShiftPredictor a(tiny_model()), b(tiny_model());
+  ShiftPredictor a(test::tiny_trained_model()), b(test::tiny_trained_model());
   const ShiftPrediction p = a.predict_smiles("CC(C)Cc1ccc(cc1)C(C)C(=O)O");  // ibuprofen
   const ShiftPrediction q = b.predict_smiles("CC(C)Cc1ccc(cc1)C(C)C(=O)O");
   const ShiftPrediction r = a.predict_smiles("CC(C)Cc1ccc(cc1)C(C)C(=O)O");
@@ -137,7 +105,7 @@ TEST_CASE("predict: deterministic; given coordinates are used as they are") {
 }
 
 TEST_CASE("predict: multi-record input with a bad record") {
-  ShiftPredictor pred(tiny_model());
+  ShiftPredictor pred(test::tiny_trained_model());
   auto run = [&](MoleculeReader reader, std::vector<std::string>& names, std::vector<int64_t>& bad) {
     MoleculeRecord rec;
     while (reader.next(rec)) {
@@ -170,7 +138,7 @@ TEST_CASE("predict: multi-record input with a bad record") {
 }
 
 TEST_CASE("predict: CSV columns and 0-based indices, JSON and SDF output") {
-  ShiftPredictor pred(tiny_model());
+  ShiftPredictor pred(test::tiny_trained_model());
   Molecule m = molecule_from_smiles("CCO", "x");
   m.title = "ethanol";
   const ShiftPrediction p = pred.predict(m, Solvent::DMSO);
@@ -226,14 +194,14 @@ TEST_CASE("predict: missing or foreign model file; nucleus without a head") {
     f << "not a checkpoint";
   }
   CHECK_THROWS_AS(ShiftPredictor(dir.file("junk.safetensors")), Error);
-  ShiftPredictor pred(tiny_model());
+  ShiftPredictor pred(test::tiny_trained_model());
   CHECK_THROWS_WITH_AS(pred.predict_smiles("CF", Solvent::Unknown, parse_nucleus_set("19F")), doctest::Contains("19F"),
                        Error);
   CHECK_THROWS_AS(parse_nucleus_set("13X"), Error);
 }
 
 TEST_CASE("predict: SVG stick spectrum has one stick per symmetry group") {
-  ShiftPredictor pred(tiny_model());
+  ShiftPredictor pred(test::tiny_trained_model());
   const ShiftPrediction p = pred.predict_smiles("CCCCC", Solvent::CDCl3);  // pentane: 3 carbon classes
   // each stick: <line ... y1=".." ... y2=".." class="stick"><title>LABEL: PPM ppm</title>
   struct Stick {

@@ -13,12 +13,14 @@
 #include "chem/ob_align_index.h"
 #include "chem/ob_molecule.h"
 #include "engine/error.h"
+#include "tests/chem/peak_fixtures.h"
 #include "tests/test_util.h"
 
 using namespace larmor;
 using namespace larmor::chem;
 
 namespace {
+using test::peaks_of;
 
 const test::TempDir temp_root("retrieve");
 
@@ -74,17 +76,6 @@ Fixture make_fixture() {
       f.peaks.push_back(pk);
     }
   return f;
-}
-
-std::vector<Peak> to_peaks(const std::vector<std::pair<double, int>>& v) {
-  std::vector<Peak> out;
-  for (const auto& [ppm, mult] : v) {
-    Peak p;
-    p.shift = ppm;
-    p.mult = static_cast<int8_t>(mult);
-    out.push_back(p);
-  }
-  return out;
 }
 
 }  // namespace
@@ -146,7 +137,7 @@ TEST_CASE("retrieve: after a short training each fixture spectrum retrieves its 
   for (const AlignIndex* index : {static_cast<const AlignIndex*>(&ix), &loaded})
     for (size_t i = 0; i < fx.smiles.size(); ++i) {
       CAPTURE(fx.smiles[i]);
-      const std::vector<float> q = embed_peak_list(*m.model, to_peaks(fx.peaks[i]), fx.smiles[i]);
+      const std::vector<float> q = embed_peak_list(*m.model, peaks_of(fx.peaks[i]), fx.smiles[i]);
       const RetrievalResult r = search_align_index(*index, q, m.model->config().logit_scale, 3);
       REQUIRE(r.hits.size() == 3);
       const AlignIndexMolecule& top = index->molecules[static_cast<size_t>(r.hits[0].molecule)];
@@ -171,7 +162,7 @@ TEST_CASE("retrieve: after a short training each fixture spectrum retrieves its 
   CHECK_THROWS_WITH_AS(check_align_index_model(loaded, path, other, align_model_fingerprint(other), "other"),
                        doctest::Contains("different model"), Error);
   // the output formats name the hit
-  const RetrievalResult r0 = search_align_index(loaded, embed_peak_list(*m.model, to_peaks(fx.peaks[0])),
+  const RetrievalResult r0 = search_align_index(loaded, embed_peak_list(*m.model, peaks_of(fx.peaks[0])),
                                                 m.model->config().logit_scale, 2);
   CHECK(format_retrieval_table(r0, loaded, "q").find("chain_CC") != std::string::npos);
   CHECK(format_retrieval_csv(r0, loaded).rfind("rank,score,probability,id,name,smiles,formula,mass\n1,", 0) == 0);
