@@ -93,7 +93,7 @@ TEST_CASE("retrieve: after a short training each fixture spectrum retrieves its 
   c.alpha = 0.5;
   o.model_config = c;
   o.batch = 12;
-  o.epochs = 300;
+  o.epochs = 600;
   o.schedule = "warmup-linear";
   o.lr = 1e-2;
   o.seed = 3;
