@@ -10,6 +10,7 @@
 
 #include <array>
 #include <string>
+#include <utility>
 
 #include "chem/text_input.h"
 
@@ -79,6 +80,25 @@ bool has_key(const std::string& text, std::string_view key, bool whole_word = fa
 }
 
 }  // namespace
+
+std::optional<Solvent> parse_solvent_flag(std::string_view text) {
+  std::string k;
+  for (char c : text) k += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  for (int v = 0; v < kNumSolvents; ++v) {
+    std::string name = solvent_name(static_cast<Solvent>(v));
+    for (char& c : name)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (k == name) return static_cast<Solvent>(v);
+  }
+  static const std::pair<const char*, Solvent> kAliases[] = {
+      {"", Solvent::Unknown},           {"none", Solvent::Unknown},         {"chloroform", Solvent::CDCl3},
+      {"chloroform-d", Solvent::CDCl3}, {"dmso", Solvent::DMSO},            {"methanol-d4", Solvent::CD3OD},
+      {"methanol", Solvent::CD3OD},     {"meod", Solvent::CD3OD},           {"acetone", Solvent::Acetone},
+      {"water", Solvent::D2O},          {"benzene-d6", Solvent::C6D6},      {"benzene", Solvent::C6D6}};
+  for (const auto& [alias, v] : kAliases)
+    if (k == alias) return v;
+  return std::nullopt;
+}
 
 Solvent parse_solvent(std::string_view text) {
   std::string s(trim(text));

@@ -21,6 +21,10 @@ enum class Solvent : uint8_t { Unknown = 0, CDCl3, DMSO, CD3OD, Acetone, D2O, C6
 inline constexpr int kNumSolvents = 8;
 const char* solvent_name(Solvent s);       // "unknown", "CDCl3", "DMSO-d6", "CD3OD", "acetone-d6", "D2O", "C6D6", "other"
 Solvent parse_solvent(std::string_view text);  // "Chloroform-D1 (CDCl3)", "DMSO", "[D6]DMSO", "Unreported", ...
+// A solvent given by a user on the command line: strict, so that a typo never silently selects another
+// solvent. The canonical names of solvent_name() and a few common spellings ("chloroform", "dmso",
+// "methanol-d4", "meod", "acetone", "water", "benzene-d6", "none"), case-insensitive; nullopt otherwise.
+std::optional<Solvent> parse_solvent_flag(std::string_view text);
 
 // 13C multiplicity from an off-resonance/DEPT spectrum = number of attached H: S=0, D=1, T=2, Q=3.
 inline constexpr int8_t kMultUnknown = -1;

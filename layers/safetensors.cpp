@@ -140,35 +140,36 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
                       const std::map<std::string, std::string>& metadata, StoredFloat f32_as) {
   // Header first: offsets follow the (sorted) map order.
   json header = json::object();
-  std::vector<std::string> blobs;  // the bytes of each tensor as stored
+  std::vector<Tensor> host;        // tensors written as they are
+  std::vector<std::string> halves;  // or, per tensor, its f16/bf16 bytes (empty: write host[i] as is)
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     if (name.empty() || name == "__metadata__") fail("save_safetensors", path, "invalid tensor name '" + name + "'");
     if (!t.defined()) fail("save_safetensors", path, "tensor '" + name + "' is undefined");
     Tensor h = t.to(Device::cpu());
-    std::string blob;
+    std::string half;
     std::string dtype = st_dtype(h.dtype());
-    if (h.dtype() == DType::F32 && f32_as != StoredFloat::F32) {
+    if (h.dtype() == DType::F32 && f32_as != StoredFloat::F32 && h.numel() > 0) {
       const float* v = h.data<float>();
       const int64_t n = h.numel();
       bool fits = true;
       if (f32_as == StoredFloat::F16)
         for (int64_t i = 0; i < n && fits; ++i) fits = !std::isfinite(v[i]) || std::fabs(v[i]) <= 65504.0f;
       if (fits) {  // a tensor outside the f16 range stays f32
-        blob.resize(static_cast<size_t>(n) * 2);
+        half.resize(static_cast<size_t>(n) * 2);
         for (int64_t i = 0; i < n; ++i) {
           const uint16_t b = f32_as == StoredFloat::F16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
-          blob[2 * i] = static_cast<char>(b & 0xff);
-          blob[2 * i + 1] = static_cast<char>(b >> 8);
+          half[2 * i] = static_cast<char>(b & 0xff);
+          half[2 * i + 1] = static_cast<char>(b >> 8);
         }
         dtype = f32_as == StoredFloat::F16 ? "F16" : "BF16";
       }
     }
-    if (blob.empty() && h.nbytes() > 0) blob.assign(static_cast<const char*>(h.raw_data()), h.nbytes());
-    const uint64_t n = blob.size();
+    const uint64_t n = half.empty() ? h.nbytes() : half.size();
     header[name] = {{"dtype", dtype}, {"shape", h.shape()}, {"data_offsets", {offset, offset + n}}};
     offset += n;
-    blobs.push_back(std::move(blob));
+    host.push_back(h);
+    halves.push_back(std::move(half));
   }
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::string text = header.dump();
@@ -183,7 +184,9 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
     for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(hlen >> (8 * i));
     write_all(fd, len, 8, tmp);
     write_all(fd, text.data(), text.size(), tmp);
-    for (const std::string& b : blobs) write_all(fd, b.data(), b.size(), tmp);
+    for (size_t i = 0; i < host.size(); ++i)
+      if (halves[i].empty()) write_all(fd, host[i].raw_data(), host[i].nbytes(), tmp);
+      else write_all(fd, halves[i].data(), halves[i].size(), tmp);
     if (::fsync(fd) != 0) fail("save_safetensors", tmp, std::string("fsync failed: ") + std::strerror(errno));
   } catch (...) {
     ::close(fd);

@@ -5,9 +5,9 @@
 // formats (chem/ob_assign.h); `--method predict` is the shift predictor + the optimal assignment, `--method
 // align` (the alignment model) is reserved and fails until that model is wired in. The peak list is read and
 // checked before the model is loaded, so a bad list fails fast with its file and line.
-#include <cctype>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "engine/error.h"
@@ -33,12 +33,8 @@ struct AssignArgs {
 
 #ifdef LARMOR_WITH_OPENBABEL
 chem::Solvent solvent_arg(const std::string& s) {
-  std::string k;
-  for (char c : s) k += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  const chem::Solvent v = chem::parse_solvent(s);
-  if (v == chem::Solvent::Other && k != "other")
-    throw Error("assign: unknown solvent '" + s + "' (CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6, other or unknown)");
-  return v;
+  if (const std::optional<chem::Solvent> v = chem::parse_solvent_flag(s)) return *v;
+  throw Error("assign: unknown solvent '" + s + "' (CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6, other or unknown)");
 }
 
 chem::Molecule read_molecule(const AssignArgs& a) {

@@ -6,12 +6,12 @@
 // stick spectra; the file names only grow the parts needed to tell them apart (the nucleus when several
 // are requested, the record number when the input holds several records), so the first record's figures
 // are held until the reader shows whether a second record exists.
-#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,21 +32,8 @@ struct PredictArgs {
 };
 
 #ifdef LARMOR_WITH_OPENBABEL
-// The solvent flag is strict (a typo must not silently select another solvent): the canonical names and a
-// few common spellings, case-insensitive.
 chem::Solvent solvent_arg(const std::string& s) {
-  std::string k;
-  for (char c : s) k += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (k.empty() || k == "unknown" || k == "none") return chem::Solvent::Unknown;
-  static const std::pair<const char*, chem::Solvent> names[] = {
-      {"cdcl3", chem::Solvent::CDCl3},       {"chloroform", chem::Solvent::CDCl3},  {"chloroform-d", chem::Solvent::CDCl3},
-      {"dmso-d6", chem::Solvent::DMSO},      {"dmso", chem::Solvent::DMSO},         {"cd3od", chem::Solvent::CD3OD},
-      {"methanol-d4", chem::Solvent::CD3OD}, {"methanol", chem::Solvent::CD3OD},    {"meod", chem::Solvent::CD3OD},
-      {"acetone-d6", chem::Solvent::Acetone}, {"acetone", chem::Solvent::Acetone},  {"d2o", chem::Solvent::D2O},
-      {"water", chem::Solvent::D2O},         {"c6d6", chem::Solvent::C6D6},         {"benzene-d6", chem::Solvent::C6D6},
-      {"benzene", chem::Solvent::C6D6},      {"other", chem::Solvent::Other}};
-  for (const auto& [name, v] : names)
-    if (k == name) return v;
+  if (const std::optional<chem::Solvent> v = chem::parse_solvent_flag(s)) return *v;
   throw Error("predict: unknown solvent '" + s + "' (CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6, other or unknown)");
 }
 
