@@ -47,6 +47,9 @@ AlignMoleculeInput align_graph_input(const Molecule& mol, std::vector<int32_t>* 
   MoleculeFeatures f = featurize(mol, fo);
   AlignMoleculeInput in;
   in.node_features = std::move(f.node_features);
+  in.node_hydrogens.resize(static_cast<size_t>(f.num_nodes));
+  for (int32_t v = 0; v < f.num_nodes; ++v)  // node_extra column 3: attached H (all H, also those left out)
+    in.node_hydrogens[v] = std::clamp<int32_t>(f.node_extra[static_cast<size_t>(v) * 5 + 3], 0, kAlignMaxHydrogens);
   in.edge_index = std::move(f.edge_index);
   in.edge_features = std::move(f.edge_features);
   if (atom_node) *atom_node = std::move(f.atom_node);

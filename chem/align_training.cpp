@@ -12,6 +12,8 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "chem/assignment.h"
+#include "chem/features.h"
 #include "engine/error.h"
 #include "layers/checkpoint.h"
 #include "layers/optim.h"
@@ -117,6 +119,169 @@ std::string pct(double x) {
   return b;
 }
 
+// The carbons of one block grouped by symmetry class for chem::assign_peaks: members[g] are the carbon
+// indices (0..C-1, ascending) of group g, classes[g] its CarbonClass (atoms = those carbon indices).
+struct CarbonGroups {
+  std::vector<std::vector<int32_t>> members;
+  std::vector<CarbonClass> classes;
+};
+
+CarbonGroups group_carbons(const std::vector<int32_t>& carbon_class, const std::vector<int32_t>& carbon_multiplicity) {
+  CarbonGroups g;
+  std::map<int32_t, size_t> group_of_class;  // non-negative class -> group
+  for (size_t c = 0; c < carbon_class.size(); ++c) {
+    const int32_t cls = carbon_class[c];
+    size_t k = g.members.size();
+    if (cls >= 0) k = group_of_class.emplace(cls, k).first->second;  // the existing group, or a new one
+    if (k == g.members.size()) {
+      g.members.emplace_back();
+      g.classes.emplace_back();
+      g.classes[k].num_h = carbon_multiplicity[c];  // 0..3 attached H; 4 (unknown) fits no constrained peak
+    }
+    g.members[k].push_back(static_cast<int32_t>(c));
+    g.classes[k].atoms.push_back(static_cast<int32_t>(c));
+  }
+  return g;
+}
+
+// The peaks of a block as chem::Peak: multiplicity class 0..3 -> that many attached H, 4 -> unknown.
+std::vector<Peak> block_peaks(const std::vector<float>& ppm, const std::vector<int32_t>& multiplicity) {
+  std::vector<Peak> peaks(ppm.size());
+  for (size_t i = 0; i < ppm.size(); ++i) {
+    peaks[i].shift = ppm[i];
+    peaks[i].mult = multiplicity[i] >= 0 && multiplicity[i] <= 3 ? static_cast<int8_t>(multiplicity[i]) : kMultUnknown;
+  }
+  return peaks;
+}
+
+void check_block(const std::vector<float>& peak_ppm, const std::vector<int32_t>& peak_multiplicity,
+                 const std::vector<int32_t>& carbon_class, const std::vector<int32_t>& carbon_multiplicity,
+                 const std::string& name) {
+  if (peak_multiplicity.size() != peak_ppm.size())
+    throw Error(name + ": " + std::to_string(peak_ppm.size()) + " peak shifts but " +
+                std::to_string(peak_multiplicity.size()) + " peak multiplicities");
+  if (carbon_multiplicity.size() != carbon_class.size())
+    throw Error(name + ": " + std::to_string(carbon_class.size()) + " carbon classes but " +
+                std::to_string(carbon_multiplicity.size()) + " carbon multiplicities");
+  if (carbon_class.empty()) throw Error(name + ": no carbons");
+}
+
+// The optimal peak -> carbon choice for a peaks x groups cost matrix (empty: the L1 cost on the groups'
+// predicted_ppm). Only the best map is needed, not its confidences, so the temperature is tiny: it only
+// scales confidences, and a tiny one lets assign_peaks prune every min-marginal solve by its dual bound.
+std::vector<int32_t> optimal_choice(const std::vector<Peak>& peaks, const CarbonGroups& groups,
+                                    const std::vector<double>& cost, const std::string& name) {
+  AssignOptions options;  // multiplicity as a hard constraint, default extra-peak penalty
+  options.temperature = 1e-9;
+  const PeakAssignmentResult r = assign_peaks(peaks, groups.classes, cost, options, name);
+  std::vector<int32_t> choice(peaks.size(), 0);
+  for (const PeakMatch& m : r.assignments.at(0).matches)
+    choice[static_cast<size_t>(m.peak)] = groups.members[static_cast<size_t>(m.cls)].front();
+  return choice;
+}
+
+std::vector<int32_t> optimal_by_scores(const std::vector<double>& scores, const std::vector<float>& peak_ppm,
+                                       const std::vector<int32_t>& peak_multiplicity,
+                                       const std::vector<int32_t>& carbon_class,
+                                       const std::vector<int32_t>& carbon_multiplicity, const std::string& name) {
+  const size_t P = peak_ppm.size(), C = carbon_class.size();
+  check_block(peak_ppm, peak_multiplicity, carbon_class, carbon_multiplicity, name);
+  if (scores.size() != P * C)
+    throw Error(name + ": " + std::to_string(scores.size()) + " scores for " + std::to_string(P) + " peaks x " +
+                std::to_string(C) + " carbons");
+  const CarbonGroups groups = group_carbons(carbon_class, carbon_multiplicity);
+  const std::vector<double> cost = class_costs_from_scores(scores, static_cast<int64_t>(P), static_cast<int64_t>(C),
+                                                          groups.members);  // (P, G)
+  return optimal_choice(block_peaks(peak_ppm, peak_multiplicity), groups, cost, name);
+}
+
+std::vector<int32_t> optimal_by_shifts(const std::vector<double>& carbon_predicted_ppm, const std::vector<float>& peak_ppm,
+                                       const std::vector<int32_t>& peak_multiplicity,
+                                       const std::vector<int32_t>& carbon_class,
+                                       const std::vector<int32_t>& carbon_multiplicity, const std::string& name) {
+  check_block(peak_ppm, peak_multiplicity, carbon_class, carbon_multiplicity, name);
+  if (carbon_predicted_ppm.size() != carbon_class.size())
+    throw Error(name + ": " + std::to_string(carbon_predicted_ppm.size()) + " predicted shifts for " +
+                std::to_string(carbon_class.size()) + " carbons");
+  CarbonGroups groups = group_carbons(carbon_class, carbon_multiplicity);
+  for (size_t g = 0; g < groups.members.size(); ++g) {
+    double sum = 0;
+    for (int32_t c : groups.members[g]) sum += carbon_predicted_ppm[static_cast<size_t>(c)];
+    groups.classes[g].predicted_ppm = sum / static_cast<double>(groups.members[g].size());
+  }
+  return optimal_choice(block_peaks(peak_ppm, peak_multiplicity), groups, {}, name);
+}
+
+// The shift model's 13C prediction (ppm) for every paired carbon (AlignSample::carbon_atoms order) of the
+// listed samples, from the prepared 3-D structures: the featurize tokens/coordinates `larmor predict` feeds,
+// padded batches of similar size, eval mode (the caller holds a NoGradGuard). A sample whose molecule has no
+// 3-D coordinates gets an empty vector.
+std::vector<std::vector<double>> predict_paired_carbons(LoadedShiftModel& shift, const AlignDataset& data,
+                                                        const Dataset& dataset, const std::vector<int64_t>& samples,
+                                                        int64_t batch_size) {
+  ShiftModel& model = *shift.model;
+  const int c13 = static_cast<int>(Nucleus::C13);
+  if (!model.config().nuclei[c13]) throw Error("eval align: the shift model has no 13C head");
+  const bool use_solvent = model.config().solvent_conditioning && shift.data_options.use_solvent;
+  struct Input {
+    size_t slot = 0;  // index into samples / the result
+    int32_t num_atoms = 0, solvent = 0;
+    std::vector<int32_t> tokens;  // (num_atoms + 2)
+    std::vector<float> coords;    // (num_atoms + 2, 3)
+  };
+  std::vector<Input> inputs;
+  for (size_t k = 0; k < samples.size(); ++k) {
+    const DatasetEntry& e = dataset.entries.at(static_cast<size_t>(data.sample(samples[k]).entry));
+    if (!e.mol.has_3d()) continue;
+    MoleculeFeatures f = featurize(e.mol);
+    Input in;
+    in.slot = k;
+    in.num_atoms = e.mol.num_atoms();
+    in.solvent = use_solvent ? static_cast<int32_t>(e.solvent) : 0;
+    in.tokens = std::move(f.tokens);
+    in.coords = std::move(f.coords);
+    if (in.tokens.size() != static_cast<size_t>(in.num_atoms + 2) || in.coords.size() != in.tokens.size() * 3)
+      throw Error("eval align: entry " + std::to_string(data.sample(samples[k]).entry) + " ('" + e.mol.id +
+                  "'): featurize gave " + std::to_string(in.tokens.size()) + " tokens for " +
+                  std::to_string(in.num_atoms) + " atoms");
+    inputs.push_back(std::move(in));
+  }
+  std::stable_sort(inputs.begin(), inputs.end(), [](const Input& a, const Input& b) { return a.num_atoms < b.num_atoms; });
+  const bool was_training = model.is_training();
+  model.eval();
+  std::vector<std::vector<double>> out(samples.size());
+  for (size_t b0 = 0; b0 < inputs.size(); b0 += static_cast<size_t>(batch_size)) {
+    const size_t b1 = std::min(inputs.size(), b0 + static_cast<size_t>(batch_size));
+    const int64_t B = static_cast<int64_t>(b1 - b0), N = inputs[b1 - 1].num_atoms + 2;  // sorted: the last is longest
+    std::vector<int32_t> tokens(static_cast<size_t>(B * N), 0), key_mask(static_cast<size_t>(B * N), 0);  // (B, N)
+    std::vector<int32_t> solvent(static_cast<size_t>(B), 0);                                                // (B)
+    std::vector<float> coords(static_cast<size_t>(B * N * 3), 0.0f);                                        // (B, N, 3)
+    ShiftBatch batch;
+    for (int64_t b = 0; b < B; ++b) {
+      const Input& in = inputs[b0 + static_cast<size_t>(b)];
+      std::copy(in.tokens.begin(), in.tokens.end(), tokens.begin() + b * N);
+      std::fill(key_mask.begin() + b * N, key_mask.begin() + b * N + in.num_atoms + 2, 1);
+      std::copy(in.coords.begin(), in.coords.end(), coords.begin() + b * N * 3);
+      solvent[static_cast<size_t>(b)] = in.solvent;
+      batch.entries.push_back(data.sample(samples[in.slot]).entry);
+    }
+    batch.tokens = Tensor::from_vector(tokens, {B, N});
+    batch.coords = Tensor::from_vector(coords, {B, N, 3});
+    batch.key_mask = Tensor::from_vector(key_mask, {B, N});
+    batch.solvent = Tensor::from_vector(solvent, {B});
+    const std::vector<float> z = host_f32(model.forward(batch).shifts);  // (B, N, 4) standardised
+    for (int64_t b = 0; b < B; ++b) {
+      const Input& in = inputs[b0 + static_cast<size_t>(b)];
+      const AlignSample& s = data.sample(samples[in.slot]);
+      std::vector<double>& pred = out[in.slot];
+      for (int32_t atom : s.carbon_atoms)
+        pred.push_back(shift.standardizer.to_ppm(c13, z[static_cast<size_t>((b * N + atom + 1) * kShiftNuclei + c13)]));
+    }
+  }
+  model.train(was_training);
+  return out;
+}
+
 }  // namespace
 
 // ---- parsing ----
@@ -180,6 +345,23 @@ std::vector<int32_t> assign_peaks(const std::vector<double>& scores, int64_t P, 
     choice[static_cast<size_t>(p)] = static_cast<int32_t>(best);
   }
   return choice;
+}
+
+std::vector<int32_t> assign_peaks_optimal_by_scores(const std::vector<double>& scores, const std::vector<float>& peak_ppm,
+                                                    const std::vector<int32_t>& peak_multiplicity,
+                                                    const std::vector<int32_t>& carbon_class,
+                                                    const std::vector<int32_t>& carbon_multiplicity) {
+  return optimal_by_scores(scores, peak_ppm, peak_multiplicity, carbon_class, carbon_multiplicity,
+                           "assign_peaks_optimal_by_scores");
+}
+
+std::vector<int32_t> assign_peaks_optimal_by_shifts(const std::vector<double>& carbon_predicted_ppm,
+                                                    const std::vector<float>& peak_ppm,
+                                                    const std::vector<int32_t>& peak_multiplicity,
+                                                    const std::vector<int32_t>& carbon_class,
+                                                    const std::vector<int32_t>& carbon_multiplicity) {
+  return optimal_by_shifts(carbon_predicted_ppm, peak_ppm, peak_multiplicity, carbon_class, carbon_multiplicity,
+                           "assign_peaks_optimal_by_shifts");
 }
 
 int64_t correct_assignments(const std::vector<int32_t>& choice, const std::vector<float>& peak_ppm,
@@ -345,22 +527,50 @@ AlignEvalReport evaluate_align(AlignModel& model, const AlignDataset& data, cons
     rep.isomer_groups = static_cast<int64_t>(isomer_formulas.size());
   }
 
-  // (3) peak assignment on each molecule's own block
+  // (3) peak assignment on each molecule's own block: the peaks are its paired carbons' (ppm, multiplicity)
+  std::vector<int64_t> with_pairs;
+  for (int64_t i = 0; i < data.size(); ++i)
+    if (data.sample(i).has_pairs()) with_pairs.push_back(i);
+  std::vector<std::vector<double>> predicted;  // (with_pairs) 13C predictions of the paired carbons
+  if (o.shift_model) {
+    if (!o.shift_model->model) throw Error("eval align: the shift model is not loaded");
+    if (o.shift_batch < 1) throw Error("eval align: shift-model batch size must be >= 1");
+    predicted = predict_paired_carbons(*o.shift_model, data, dataset, with_pairs, o.shift_batch);
+    rep.predict_evaluated = true;
+  }
   const double scale = model.config().logit_scale;
-  for (int64_t i = 0; i < data.size(); ++i) {
+  for (size_t k = 0; k < with_pairs.size(); ++k) {
+    const int64_t i = with_pairs[k];
     const AlignSample& s = data.sample(i);
     const int64_t n = static_cast<int64_t>(s.carbon_atoms.size()), r0 = emb.pair_offset[i];
-    if (n == 0) continue;
-    std::vector<double> block(static_cast<size_t>(n * n));
+    std::vector<double> block(static_cast<size_t>(n * n));  // (peaks, carbons)
     for (int64_t p = 0; p < n; ++p)
       for (int64_t c = 0; c < n; ++c) block[p * n + c] = scale * dot_rows(emb.peak, r0 + p, emb.carbon, r0 + c, D);
     const std::vector<float>& ppm = s.input.carbon_ppm;
-    const int64_t right = correct_assignments(assign_peaks(block, n, n, true), ppm, s.carbon_class, ppm, s.carbon_class);
-    const int64_t right_argmax =
-        correct_assignments(assign_peaks(block, n, n, false), ppm, s.carbon_class, ppm, s.carbon_class);
+    const std::vector<int32_t>& mult = s.input.carbon_multiplicity;
+    const std::string name = "eval align: entry " + std::to_string(s.entry) + " ('" +
+                             dataset.entries.at(static_cast<size_t>(s.entry)).mol.id + "')";
+    auto score = [&](const std::vector<int32_t>& choice) {
+      return correct_assignments(choice, ppm, s.carbon_class, ppm, s.carbon_class);
+    };
+    const char* bucket = carbon_count_bucket(s.num_carbons);
+    const int64_t right = score(assign_peaks(block, n, n, true));
     rep.assignment.add(n, right);
-    rep.assignment_argmax.add(n, right_argmax);
-    rep.assignment_by_size[carbon_count_bucket(s.num_carbons)].add(n, right);
+    rep.assignment_argmax.add(n, score(assign_peaks(block, n, n, false)));
+    rep.assignment_by_size[bucket].add(n, right);
+    const int64_t right_optimal = score(optimal_by_scores(block, ppm, mult, s.carbon_class, mult, name));
+    rep.assignment_optimal.add(n, right_optimal);
+    rep.assignment_optimal_by_size[bucket].add(n, right_optimal);
+    if (rep.predict_evaluated) {
+      if (predicted[k].empty()) {  // no 3-D structure to predict from
+        ++rep.predict_skipped;
+        continue;
+      }
+      for (int64_t c = 0; c < n; ++c) rep.predict_error.add(predicted[k][static_cast<size_t>(c)] - ppm[static_cast<size_t>(c)]);
+      const int64_t right_predict = score(optimal_by_shifts(predicted[k], ppm, mult, s.carbon_class, mult, name));
+      rep.assignment_predict.add(n, right_predict);
+      rep.assignment_predict_by_size[bucket].add(n, right_predict);
+    }
   }
   model.train(was_training);
   return rep;
@@ -392,12 +602,25 @@ std::string AlignEvalReport::table() const {
                   static_cast<long long>(a.peaks), pct(a.accuracy()).c_str(), pct(a.fully_right_rate()).c_str());
     s << line;
   };
+  auto buckets = [&](const std::map<std::string, AssignmentStats>& by_size) {
+    for (const char* b : {"<10", "10-20", ">20"}) {
+      auto it = by_size.find(b);
+      if (it != by_size.end()) arow(std::string("  ") + b + " carbons", it->second);
+    }
+  };
   arow("column softmax (as K-M3AID)", assignment);
-  for (const char* b : {"<10", "10-20", ">20"}) {
-    auto it = assignment_by_size.find(b);
-    if (it != assignment_by_size.end()) arow(std::string("  ") + b + " carbons", it->second);
-  }
+  buckets(assignment_by_size);
   arow("row argmax", assignment_argmax);
+  arow("optimal (align scores, multiplicity)", assignment_optimal);
+  buckets(assignment_optimal_by_size);
+  if (predict_evaluated) {
+    arow("shift predictor + optimal", assignment_predict);
+    buckets(assignment_predict_by_size);
+    std::snprintf(line, sizeof line, "  (shift predictor 13C MAE on these carbons %.3f ppm", predict_error.mae());
+    s << line;
+    if (predict_skipped > 0) s << "; " << predict_skipped << " molecules without 3-D coordinates left out";
+    s << ")\n";
+  }
   return s.str();
 }
 
@@ -411,9 +634,20 @@ std::string AlignEvalReport::to_json() const {
   j["isomer"] = topk_json(isomer);
   j["assignment"] = assignment_json(assignment);
   j["assignment_row_argmax"] = assignment_json(assignment_argmax);
-  json b = json::object();
-  for (const auto& [k, a] : assignment_by_size) b[k] = assignment_json(a);
-  j["assignment_by_carbons"] = b;
+  auto by_size_json = [](const std::map<std::string, AssignmentStats>& by_size) {
+    json b = json::object();
+    for (const auto& [k, a] : by_size) b[k] = assignment_json(a);
+    return b;
+  };
+  j["assignment_by_carbons"] = by_size_json(assignment_by_size);
+  j["assignment_optimal_align"] = assignment_json(assignment_optimal);
+  j["assignment_optimal_align_by_carbons"] = by_size_json(assignment_optimal_by_size);
+  if (predict_evaluated) {
+    j["assignment_predict_optimal"] = assignment_json(assignment_predict);
+    j["assignment_predict_optimal_by_carbons"] = by_size_json(assignment_predict_by_size);
+    j["assignment_predict_skipped"] = predict_skipped;
+    j["assignment_predict_13c_mae"] = predict_error.n ? json(predict_error.mae()) : json(nullptr);
+  }
   return j.dump(2);
 }
 

@@ -26,6 +26,17 @@
 //     carbon (torch dim 0) and each peak takes the carbon of its row maximum; the plain row argmax (softmax
 //     over carbons, the same argmax as the raw scores) is reported next to it. A peak is right when the chosen
 //     carbon's assigned shift equals the peak's, or the carbon is in the peak's carbon's symmetry class.
+//     Two further rows use the optimal assignment of chem/assignment.h (the `larmor assign` solver) on the
+//     same peaks, grouped over the molecule's paired carbons by symmetry class (a class of k carbons takes
+//     k peaks; each peak's multiplicity is a hard constraint):
+//       optimal (align scores): cost(peak, class) = -log_softmax over classes of the class's best scaled
+//                 score (the max over its carbons; a per-peak shift of the costs does not move the optimum,
+//                 the log-softmax only makes the numbers comparable between peaks);
+//       shift predictor + optimal (only with AlignEvalOptions::shift_model): the shift model's per-atom 13C
+//                 predictions for the molecule's prepared 3-D structure (no Open Babel: the dataset holds the
+//                 coordinates), averaged over each class, and the L1 cost |predicted - peak|; this is
+//                 `larmor assign --method predict` on the test molecules.
+//     So the three methods are scored on the same peaks by the same rule (correct_assignments).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -37,6 +48,7 @@
 
 #include "chem/align_data.h"
 #include "chem/dataset.h"
+#include "chem/shift_training.h"
 #include "chem/train_run.h"
 #include "layers/align_model.h"
 
@@ -116,6 +128,25 @@ int64_t correct_assignments(const std::vector<int32_t>& choice, const std::vecto
                             const std::vector<int32_t>& peak_class, const std::vector<float>& carbon_ppm,
                             const std::vector<int32_t>& carbon_class);
 
+// Peak -> carbon choice by the optimal assignment (chem/assignment.h) over the carbons' symmetry classes.
+// Peaks i = 0..P-1 carry (peak_ppm, peak_multiplicity); carbons c = 0..C-1 carry (carbon_class,
+// carbon_multiplicity); multiplicities are AlignBatch classes 0..3 (attached H) or 4 (unknown: no constraint
+// on a peak). Carbons with the same non-negative class form one group of capacity = its size (a negative
+// class: a group of its own); a group's attached-H count is its first carbon's. The chosen carbon of a peak is
+// the first carbon of its group. P <= C. Throws larmor::Error on inconsistent lengths.
+//   by scores: scores (P x C) row-major; cost(p, group) = -log_softmax over groups of max over the group's
+//              carbons of scores[p, c].
+//   by shifts: carbon_predicted_ppm (C); a group's prediction is the mean over its carbons; L1 cost.
+std::vector<int32_t> assign_peaks_optimal_by_scores(const std::vector<double>& scores, const std::vector<float>& peak_ppm,
+                                                    const std::vector<int32_t>& peak_multiplicity,
+                                                    const std::vector<int32_t>& carbon_class,
+                                                    const std::vector<int32_t>& carbon_multiplicity);
+std::vector<int32_t> assign_peaks_optimal_by_shifts(const std::vector<double>& carbon_predicted_ppm,
+                                                    const std::vector<float>& peak_ppm,
+                                                    const std::vector<int32_t>& peak_multiplicity,
+                                                    const std::vector<int32_t>& carbon_class,
+                                                    const std::vector<int32_t>& carbon_multiplicity);
+
 struct AssignmentStats {
   int64_t molecules = 0, peaks = 0, correct_peaks = 0, fully_right = 0;
   double accuracy_sum = 0;  // sum over molecules of the molecule's accuracy
@@ -130,6 +161,10 @@ struct AlignEvalOptions {
   uint64_t seed = 1;        // the in-group permutation
   bool library = true;      // false: skip the library and isomer rankings (no library embedding)
   int64_t batch = 256;      // molecules per embedding batch
+  // The "shift predictor + optimal" row: a loaded shift model (not owned; nullptr: the row is left out).
+  // Solvent: the entry's solvent when the model is solvent-conditioned, else unknown.
+  LoadedShiftModel* shift_model = nullptr;
+  int64_t shift_batch = 32;  // molecules per shift-model forward
 };
 
 struct AlignEvalReport {
@@ -145,6 +180,15 @@ struct AlignEvalReport {
   // peak assignment: K-M3AID's column softmax, and the plain row argmax
   AssignmentStats assignment, assignment_argmax;
   std::map<std::string, AssignmentStats> assignment_by_size;  // "<10", "10-20", ">20" carbons (column softmax)
+  // the optimal assignment (chem/assignment.h) on the align scores, with the carbon-count buckets
+  AssignmentStats assignment_optimal;
+  std::map<std::string, AssignmentStats> assignment_optimal_by_size;
+  // the shift predictor + the optimal assignment (only when predict_evaluated)
+  bool predict_evaluated = false;
+  int64_t predict_skipped = 0;  // molecules with pairs left out of that row: no 3-D coordinates
+  ErrorStats predict_error;     // the shift model's per-carbon 13C error (ppm) on that row's carbons
+  AssignmentStats assignment_predict;
+  std::map<std::string, AssignmentStats> assignment_predict_by_size;
   std::string table() const;
   std::string to_json() const;
 };

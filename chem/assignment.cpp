@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <queue>
 #include <set>
@@ -477,6 +478,36 @@ PeakAssignmentResult assign_peaks(const std::vector<Peak>& peaks, const std::vec
     result.assignments.push_back(std::move(a));
   }
   return result;
+}
+
+std::vector<double> class_costs_from_scores(const std::vector<double>& scores, int64_t peaks, int64_t carbons,
+                                            const std::vector<std::vector<int32_t>>& classes) {
+  if (peaks < 0 || carbons < 0 || scores.size() != static_cast<size_t>(peaks * carbons))
+    throw Error("class_costs_from_scores: " + std::to_string(scores.size()) + " scores for " + std::to_string(peaks) +
+                " peaks x " + std::to_string(carbons) + " carbons");
+  const size_t K = classes.size();
+  for (size_t k = 0; k < K; ++k) {
+    if (classes[k].empty()) throw Error("class_costs_from_scores: class " + std::to_string(k) + " has no carbon");
+    for (int32_t c : classes[k])
+      if (c < 0 || c >= carbons)
+        throw Error("class_costs_from_scores: class " + std::to_string(k) + " names carbon " + std::to_string(c) +
+                    " outside [0, " + std::to_string(carbons) + ")");
+  }
+  std::vector<double> cost(static_cast<size_t>(peaks) * K);  // (peaks, K)
+  std::vector<double> best(K);
+  for (int64_t p = 0; p < peaks; ++p) {
+    const double* row = &scores[static_cast<size_t>(p * carbons)];
+    for (size_t k = 0; k < K; ++k) {
+      best[k] = -std::numeric_limits<double>::infinity();
+      for (int32_t c : classes[k]) best[k] = std::max(best[k], row[c]);
+    }
+    const double mx = *std::max_element(best.begin(), best.end());
+    double z = 0;
+    for (double b : best) z += std::exp(b - mx);
+    const double lse = mx + std::log(z);
+    for (size_t k = 0; k < K; ++k) cost[static_cast<size_t>(p) * K + k] = lse - best[k];  // -log softmax_k
+  }
+  return cost;
 }
 
 }  // namespace larmor::chem

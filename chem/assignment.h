@@ -85,6 +85,14 @@ std::optional<ClassAssignment> solve_class_assignment(const ClassAssignmentProbl
 std::vector<ClassAssignment> k_best_class_assignments(const ClassAssignmentProblem& p, int32_t k,
                                                       const std::vector<int32_t>& twin_group = {});
 
+// Cost matrix of a scoring method (higher score = better match): scores (peaks, carbons) row-major, classes
+// = the carbons of each class (indices into the score columns). cost(p, k) = -log softmax_k of the class's best
+// carbon score: in nats, so AssignOptions::temperature = 1 reads the confidences as the method's own
+// probabilities under the assignment constraints. Throws larmor::Error on bad sizes, an empty class or an index
+// out of range.
+std::vector<double> class_costs_from_scores(const std::vector<double>& scores, int64_t peaks, int64_t carbons,
+                                            const std::vector<std::vector<int32_t>>& classes);
+
 // ---- the NMR problem ----
 
 // Carbons of one symmetry class.

@@ -1,10 +1,13 @@
 // Predict-then-assign and the `larmor assign` output formats (see ob_assign.h for why it is built this way).
 #include "chem/ob_assign.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <utility>
 
+#include "chem/align_data.h"
 #include "engine/error.h"
 
 namespace larmor {
@@ -91,6 +94,60 @@ AssignReport assign_with_costs(const Molecule& mol, const std::vector<Peak>& pea
                                const std::vector<double>& cost, const chem::AssignOptions& options,
                                const std::string& method, const std::string& peaks_name) {
   return finish(mol, peaks, std::move(classes), cost, options, method, peaks_name);
+}
+
+AssignReport assign_by_alignment(AlignModel& model, const Molecule& mol, const std::vector<Peak>& peaks,
+                                 const chem::AssignOptions& options, const std::string& peaks_name,
+                                 const std::string& model_path) {
+  std::vector<CarbonClass> classes = chem::carbon_classes(mol);
+  int32_t carbons = 0;
+  for (const CarbonClass& c : classes) carbons += static_cast<int32_t>(c.atoms.size());
+  chem::validate_peak_list(peaks, carbons, peaks_name);
+
+  // The graph side: every carbon of the molecule as an atom-level row (its ppm is not read at inference).
+  std::vector<int32_t> atom_node;
+  AlignMoleculeInput in = chem::align_graph_input(mol, &atom_node);
+  std::vector<std::pair<int32_t, int32_t>> carbon_at_node;  // (node, atom), ascending node
+  for (int32_t a = 0; a < mol.num_atoms(); ++a)
+    if (mol.atoms[a].element == 6) carbon_at_node.emplace_back(atom_node.at(a), a);
+  std::sort(carbon_at_node.begin(), carbon_at_node.end());
+  std::vector<int32_t> row_of_atom(static_cast<size_t>(mol.num_atoms()), -1);
+  for (const auto& [node, atom] : carbon_at_node) {
+    row_of_atom[atom] = static_cast<int32_t>(in.carbon_nodes.size());
+    in.carbon_nodes.push_back(node);
+    in.carbon_ppm.push_back(0.0f);
+    in.carbon_multiplicity.push_back(kAlignMultiplicityUnknown);
+  }
+  const AlignBatch batch = make_align_batch({in}, 1);
+
+  std::vector<float> ppm;
+  std::vector<int32_t> mult;
+  for (const Peak& p : peaks) {
+    ppm.push_back(static_cast<float>(p.shift));
+    mult.push_back(p.mult >= 0 && p.mult <= 3 ? p.mult : kAlignMultiplicityUnknown);
+  }
+  const int64_t P = static_cast<int64_t>(peaks.size()), C = static_cast<int64_t>(carbon_at_node.size());
+  std::vector<float> scores;  // (P, C)
+  {
+    NoGradGuard ng;
+    const Tensor carbon = model.encode_graph(batch).carbon;  // (C, D)
+    const Tensor peak = model.encode_peak_list(Tensor::from_vector<float>(ppm, {P}),
+                                               Tensor::from_vector<int32_t>(mult, {P}));  // (P, D)
+    Tensor s = matmul(peak, carbon, false, true);                                            // (P, C)
+    scores = s.to(Device::cpu()).to(DType::F32).to_vector<float>();
+  }
+  const double scale = model.config().logit_scale;
+  std::vector<double> scaled(scores.begin(), scores.end());
+  for (double& v : scaled) v *= scale;
+  std::vector<std::vector<int32_t>> members;  // score columns of each class
+  for (const CarbonClass& c : classes) {
+    members.emplace_back();
+    for (int32_t a : c.atoms) members.back().push_back(row_of_atom.at(a));
+  }
+  const std::vector<double> cost = chem::class_costs_from_scores(scaled, P, C, members);  // (P, classes)
+  AssignReport r = finish(mol, peaks, std::move(classes), cost, options, "align", peaks_name);
+  r.model = model_path;
+  return r;
 }
 
 AssignReport assign_by_prediction(ShiftPredictor& predictor, const Molecule& mol, const std::vector<Peak>& peaks,

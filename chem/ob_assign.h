@@ -18,6 +18,7 @@
 #include "chem/molecule.h"
 #include "chem/nmr.h"
 #include "chem/ob_predict.h"
+#include "layers/align_model.h"
 
 namespace larmor {
 
@@ -38,6 +39,14 @@ struct AssignReport {
 AssignReport assign_by_prediction(ShiftPredictor& predictor, const chem::Molecule& mol,
                                   const std::vector<chem::Peak>& peaks, chem::Solvent solvent,
                                   const chem::AssignOptions& options, const std::string& peaks_name = "peaks");
+
+// The alignment model (K-M3AID): every carbon's node embedding against every peak's embedding, s = c e_peak .
+// e_carbon (c = the model's logit_scale); a class scores its best carbon, and the cost of peak p on class k
+// is -log softmax_k(s_pk) (nats), so AssignOptions::temperature = 1 makes the confidences the model's own
+// probabilities reweighted by the assignment constraints. The model must be in eval mode.
+AssignReport assign_by_alignment(AlignModel& model, const chem::Molecule& mol, const std::vector<chem::Peak>& peaks,
+                                 const chem::AssignOptions& options, const std::string& peaks_name = "peaks",
+                                 const std::string& model_path = "");
 
 // Any method that scores peaks against the molecule's carbon classes: cost is (peaks, classes) row-major in
 // the order of chem::carbon_classes(mol) (lower = better). `classes` may carry predicted shifts for display.

@@ -76,6 +76,14 @@ void AlignBatch::validate() const {
     if (feat[i] < 0)
       fail("node_features[" + std::to_string(i / kAlignNodeFeatureColumns) + ", " +
            std::to_string(i % kAlignNodeFeatureColumns) + "] = " + std::to_string(feat[i]) + " is negative");
+  if (node_hydrogens.defined()) {
+    expect(node_hydrogens, "node_hydrogens", DType::I32, {V});
+    const std::vector<int32_t> hyd = host<int32_t>(node_hydrogens);
+    for (int64_t v = 0; v < V; ++v)
+      if (hyd[v] < 0 || hyd[v] > kAlignMaxHydrogens)
+        fail("node_hydrogens[" + std::to_string(v) + "] = " + std::to_string(hyd[v]) + " is not a class 0.." +
+             std::to_string(kAlignMaxHydrogens));
+  }
   const std::vector<int32_t> mol = node_molecule(node_off);
 
   // edges
@@ -171,6 +179,9 @@ AlignBatch make_align_batch(const std::vector<AlignMoleculeInput>& molecules, in
   int64_t P = std::max<int64_t>(min_peaks, 0);
   for (const auto& m : molecules) P = std::max<int64_t>(P, static_cast<int64_t>(m.peak_ppm.size()));
 
+  bool hydrogens = true;
+  for (const auto& m : molecules) hydrogens = hydrogens && !m.node_hydrogens.empty();
+  std::vector<int32_t> hyd;
   std::vector<int32_t> feat, node_off{0}, src, dst, ef, cn, coff{0}, cmult, pmult(B * P, 0), pmask(B * P, 0);
   std::vector<float> cppm, pppm(B * P, 0.0f), spec;
   spec.reserve(static_cast<size_t>(B * kAlignSpectrumBins));
@@ -190,7 +201,10 @@ AlignBatch make_align_batch(const std::vector<AlignMoleculeInput>& molecules, in
       fail(who + "carbon_nodes, carbon_ppm and carbon_multiplicity must have the same length");
     if (m.peak_multiplicity.size() != m.peak_ppm.size())
       fail(who + "peak_ppm and peak_multiplicity must have the same length");
+    if (!m.node_hydrogens.empty() && m.node_hydrogens.size() != static_cast<size_t>(nv))
+      fail(who + "node_hydrogens has " + std::to_string(m.node_hydrogens.size()) + " values for " + std::to_string(nv) + " nodes");
     feat.insert(feat.end(), m.node_features.begin(), m.node_features.end());
+    if (hydrogens) hyd.insert(hyd.end(), m.node_hydrogens.begin(), m.node_hydrogens.end());
     node_off.push_back(v0 + nv);
     for (size_t e = 0; e < ne; ++e) {
       const int32_t s = m.edge_index[e], t = m.edge_index[ne + e];
@@ -221,6 +235,7 @@ AlignBatch make_align_batch(const std::vector<AlignMoleculeInput>& molecules, in
   std::vector<int32_t> ei(src);
   ei.insert(ei.end(), dst.begin(), dst.end());
   batch.node_features = Tensor::from_vector<int32_t>(feat, {V, kAlignNodeFeatureColumns});
+  if (hydrogens) batch.node_hydrogens = Tensor::from_vector<int32_t>(hyd, {V});
   batch.node_offsets = Tensor::from_vector<int32_t>(node_off, {B + 1});
   batch.edge_index = Tensor::from_vector<int32_t>(ei, {2, E});
   batch.edge_features = Tensor::from_vector<int32_t>(ef, {E, kAlignEdgeFeatureColumns});

@@ -38,11 +38,14 @@ inline constexpr int32_t kAlignNumMultiplicities = 5;      // s, d, t, q, unknow
 inline constexpr int32_t kAlignMultiplicityUnknown = 4;
 inline constexpr int32_t kAlignNodeFeatureColumns = 3;     // [atomic number - 1, chirality, hybridisation]
 inline constexpr int32_t kAlignEdgeFeatureColumns = 2;     // [bond type, bond direction]
+inline constexpr int32_t kAlignMaxHydrogens = 4;           // node_hydrogens classes 0..4 (4 = four or more)
 
 struct AlignBatch {
   // ---- the disjoint molecular graph (B molecules, V nodes, E directed edges) ----
   Tensor node_features;  // (V, 3) i32 [atomic number - 1, chirality 0..2, hybridisation 0..5]
                          //   = chem::MoleculeFeatures::node_features of each molecule, concatenated
+  Tensor node_hydrogens; // (V) i32 attached hydrogens of each node, clamped to 0..4 (optional: undefined when
+                         //   any molecule lacks it; read only by models with node_hydrogens on)
   Tensor node_offsets;   // (B+1) i32 CSR: the nodes of molecule b are [node_offsets[b], node_offsets[b+1]);
                          //   node_offsets[0] = 0, non-decreasing, node_offsets[B] = V
   Tensor edge_index;     // (2, E) i32 global node ids: row 0 sources, row 1 targets; both directions of every
@@ -81,6 +84,7 @@ struct AlignBatch {
 // One molecule as the data side holds it (the chem::MoleculeFeatures layout, local node ids).
 struct AlignMoleculeInput {
   std::vector<int32_t> node_features;  // (V * 3) row-major
+  std::vector<int32_t> node_hydrogens; // (V) attached H per node (0..4), or empty
   std::vector<int32_t> edge_index;     // (2 * E) row-major: E sources, then E targets
   std::vector<int32_t> edge_features;  // (E * 2) row-major
   std::vector<int32_t> carbon_nodes;   // local node ids of the carbons with an atom-level pair, ascending

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numbers>
 #include <nlohmann/json.hpp>
 
 #include "engine/rng.h"
@@ -95,6 +96,10 @@ void AlignModelConfig::validate() const {
     config_fail("num_atom_types must include carbon (type 5), got " + std::to_string(num_atom_types));
   for (auto [name, p] : {std::pair<const char*, double>{"gin_dropout", gin_dropout}, {"projection_dropout", projection_dropout}})
     if (!(p >= 0 && p < 1)) config_fail(std::string(name) + " must lie in [0, 1), got " + std::to_string(p));
+  if (peak_basis < 0 || peak_basis > 4096) config_fail("peak_basis must lie in [0, 4096], got " + std::to_string(peak_basis));
+  if (peak_basis > 0 && !(std::isfinite(peak_basis_min) && std::isfinite(peak_basis_max) && peak_basis_max > peak_basis_min))
+    config_fail("peak_basis_min < peak_basis_max must both be finite, got " + std::to_string(peak_basis_min) + ", " +
+                std::to_string(peak_basis_max));
   if (!(std::isfinite(peak_ppm_scale) && peak_ppm_scale > 0))
     config_fail("peak_ppm_scale must be finite and positive, got " + std::to_string(peak_ppm_scale));
   if (spectrum_encoder != "cnn" && spectrum_encoder != "peakset")
@@ -119,8 +124,12 @@ std::string AlignModelConfig::to_json() const {
             {"num_hybridizations", num_hybridizations},
             {"graph_pool_hidden", graph_pool_hidden},
             {"shared_graph_encoder", shared_graph_encoder},
+            {"node_hydrogens", node_hydrogens},
             {"peak_dim", peak_dim},
             {"peak_ppm_scale", peak_ppm_scale},
+            {"peak_basis", peak_basis},
+            {"peak_basis_min", peak_basis_min},
+            {"peak_basis_max", peak_basis_max},
             {"spectrum_encoder", spectrum_encoder},
             {"cnn_channels", cnn_channels},
             {"spectrum_dim", spectrum_dim},
@@ -149,6 +158,10 @@ AlignModelConfig AlignModelConfig::from_json(const std::string& text) {
     else if (key == "shared_graph_encoder") c.shared_graph_encoder = v.get<bool>();
     else if (key == "peak_dim") c.peak_dim = v.get<int64_t>();
     else if (key == "peak_ppm_scale") c.peak_ppm_scale = v.get<double>();
+    else if (key == "node_hydrogens") c.node_hydrogens = v.get<bool>();
+    else if (key == "peak_basis") c.peak_basis = v.get<int64_t>();
+    else if (key == "peak_basis_min") c.peak_basis_min = v.get<double>();
+    else if (key == "peak_basis_max") c.peak_basis_max = v.get<double>();
     else if (key == "spectrum_encoder") c.spectrum_encoder = v.get<std::string>();
     else if (key == "cnn_channels") c.cnn_channels = v.get<int64_t>();
     else if (key == "spectrum_dim") c.spectrum_dim = v.get<int64_t>();
@@ -293,6 +306,7 @@ GinGraph GinGraph::build(const AlignBatch& batch, Device device) {
   out.atom_type = Tensor::from_vector<int32_t>(col[0], {V}, device);
   out.chirality = Tensor::from_vector<int32_t>(col[1], {V}, device);
   out.hybridization = Tensor::from_vector<int32_t>(col[2], {V}, device);
+  if (batch.node_hydrogens.defined()) out.hydrogens = batch.node_hydrogens.to(device);
   out.graph = g.to(device);
   out.bond_type = Tensor::from_vector<int32_t>(type_sorted, {E + V}, device);
   out.bond_direction = Tensor::from_vector<int32_t>(dir_sorted, {E + V}, device);
@@ -318,6 +332,10 @@ GinEncoder::GinEncoder(const AlignModelConfig& c, uint64_t seed, DType dtype) : 
       register_module("hybridization_emb", std::make_shared<Embedding>(c.num_hybridizations, D, derive_seed(seed, 2), dtype));
   xavier_init(atom_emb_, c.num_atom_types, D, derive_seed(seed, 0), dtype);
   xavier_init(chirality_emb_, c.num_chirality_tags, D, derive_seed(seed, 1), dtype);
+  if (c.node_hydrogens) {
+    hydrogen_emb_ = register_module("hydrogen_emb", std::make_shared<Embedding>(kAlignMaxHydrogens + 1, D, derive_seed(seed, 3), dtype));
+    xavier_init(hydrogen_emb_, kAlignMaxHydrogens + 1, D, derive_seed(seed, 3), dtype);
+  }
   layers_ = register_module("layers", std::make_shared<ModuleList>());
   for (int64_t l = 0; l < c.gin_layers; ++l)
     layers_->push_back(std::make_shared<GinLayer>(c, derive_seed(seed, 100 + static_cast<uint64_t>(l)), dtype));
@@ -326,6 +344,10 @@ GinEncoder::GinEncoder(const AlignModelConfig& c, uint64_t seed, DType dtype) : 
 Tensor GinEncoder::forward(const GinGraph& g, uint64_t stream_base) const {
   Tensor h = add(add(atom_emb_->forward(g.atom_type), chirality_emb_->forward(g.chirality)),
                  hybridization_emb_->forward(g.hybridization));  // (V, D)
+  if (hydrogen_emb_) {
+    if (!g.hydrogens.defined()) throw Error("AlignModel: node_hydrogens is on but the batch has no node_hydrogens");
+    h = add(h, hydrogen_emb_->forward(g.hydrogens));
+  }
   const size_t L = layers_->size();
   for (size_t l = 0; l < L; ++l) {
     const GinLayer& layer = *layers_->at<GinLayer>(l);
@@ -345,6 +367,16 @@ PeakEncoder::PeakEncoder(const AlignModelConfig& c, uint64_t seed, DType dtype) 
       register_module("multiplicity_emb", std::make_shared<Embedding>(kAlignNumMultiplicities, D, derive_seed(seed, 1), dtype));
   fc1_ = register_module("fc1", std::make_shared<Linear>(2 * D, D, derive_seed(seed, 2), true, dtype));
   fc2_ = register_module("fc2", std::make_shared<Linear>(D, D, derive_seed(seed, 3), true, dtype));
+  if (c.peak_basis > 0) {
+    const int64_t K = c.peak_basis;
+    const double spacing = (c.peak_basis_max - c.peak_basis_min) / static_cast<double>(std::max<int64_t>(K - 1, 1));
+    std::vector<double> mean(static_cast<size_t>(K)), std(static_cast<size_t>(K), spacing);
+    for (int64_t k = 0; k < K; ++k) mean[k] = c.peak_basis_min + spacing * static_cast<double>(k);
+    basis_mean_ = register_parameter("basis_mean", host_to(mean, {K}, dtype, Device::cpu()));
+    basis_std_ = register_parameter("basis_std", host_to(std, {K}, dtype, Device::cpu()));
+    basis_scale_ = std::sqrt(2 * std::numbers::pi) * spacing;
+    basis_fc_ = register_module("basis_fc", std::make_shared<Linear>(K, D, derive_seed(seed, 4), true, dtype));
+  }
 }
 
 Tensor PeakEncoder::forward(const Tensor& ppm, const Tensor& multiplicity) const {
@@ -352,7 +384,12 @@ Tensor PeakEncoder::forward(const Tensor& ppm, const Tensor& multiplicity) const
   s.push_back(1);
   Tensor x = reshape(ppm, s);                              // (..., 1)
   if (ppm_scale_ != 1.0) x = mul_scalar(x, ppm_scale_);
-  Tensor h = concat({ppm_fc_->forward(x), multiplicity_emb_->forward(multiplicity)}, -1);  // (..., 2D)
+  Tensor p = ppm_fc_->forward(x);                          // (..., D)
+  if (basis_fc_) {
+    // the basis reads the raw ppm; its peak value is 1 / (sqrt(2 pi) spacing), so scale it to O(1) first
+    p = add(p, basis_fc_->forward(mul_scalar(gaussian_basis(ppm, basis_mean_, basis_std_), basis_scale_)));  // (..., D)
+  }
+  Tensor h = concat({p, multiplicity_emb_->forward(multiplicity)}, -1);  // (..., 2D)
   return fc2_->forward(relu(fc1_->forward(h)));            // (..., D)
 }
 

@@ -7,7 +7,9 @@
 //                           h = Dropout(ReLU?(BatchNorm(Lin(ReLU(Lin(m))))))   (no ReLU on the last layer)
 //              molecule = graph_projection(MLP(segment_sum(h_L)))                                  (B, 512)
 //              carbons  = node_projection(h_L[carbon_nodes])                                       (Nc, 512)
+//              (+ Emb_H(attached H) in h0 when node_hydrogens is on; not in K-M3AID)
 //   peaks:     peak_projection(MLP(Lin_1->128(ppm) ‖ Emb_mult(class)))                            (Nc, 512)
+//              (+ Lin_K->128(gaussian_basis(ppm)) in the ppm term when peak_basis = K > 0; not in K-M3AID)
 //   spectrum:  "cnn":     CReSS: conv(1->32, k 400, s 200, p 200) ReLU flatten(672) ResMLP ReLU ResMLP ReLU
 //                         Lin(672->768) L2-normalise
 //              "peakset": per-peak encoder (its own weights), masked [sum ‖ mean] pooling, MLP -> 768
@@ -60,10 +62,20 @@ struct AlignModelConfig {
   int64_t num_hybridizations = 6;
   int64_t graph_pool_hidden = 128;  // molecule MLP: gin_dim -> hidden -> ReLU -> gin_dim
   bool shared_graph_encoder = true; // false: a second GIN for the carbon (atom-level) embeddings
+  // Not in K-M3AID (Hu et al.'s featurisation has no hydrogen count): h0 += Emb_H(attached H, 0..4). The
+  // 13C multiplicity of a peak IS the attached-H count of its carbon, so this hands the graph side the
+  // feature the peak side reads directly. Needs batch.node_hydrogens.
+  bool node_hydrogens = false;
 
   // peak encoder: Linear(1 -> peak_dim)(ppm * peak_ppm_scale) ‖ Emb(5, peak_dim)(class) -> MLP 2d -> d -> d
   int64_t peak_dim = 128;
   double peak_ppm_scale = 1.0;  // K-M3AID feeds raw, unnormalised ppm (scale 1)
+  // Not in K-M3AID: K > 0 adds a learnable Gaussian basis of the ppm (K means spread evenly over
+  // [peak_basis_min, peak_basis_max], widths the spacing; gaussian_basis op) through Linear(K -> peak_dim)
+  // to the linear ppm term. One Linear(1 -> d) of the raw ppm followed by a ReLU MLP resolves shifts
+  // poorly; the basis gives each ~spacing-wide ppm window its own direction. 0 = K-M3AID's encoder.
+  int64_t peak_basis = 0;
+  double peak_basis_min = -20, peak_basis_max = 240;
 
   // spectrum encoder
   std::string spectrum_encoder = "cnn";  // "cnn" (CReSS) | "peakset"
@@ -148,6 +160,7 @@ class GinLayer : public Module {
 // node (bond type 4, direction 0) sorted by destination, with their type/direction in the sorted order.
 struct GinGraph {
   Tensor atom_type, chirality, hybridization;  // (V) i32
+  Tensor hydrogens;                            // (V) i32, undefined when the batch has no node_hydrogens
   Graph graph;                                 // E' = E + V edges
   Tensor bond_type, bond_direction;            // (E') i32, in graph edge order
   static GinGraph build(const AlignBatch& batch, Device device);
@@ -163,7 +176,7 @@ class GinEncoder : public Module {
  private:
   AlignModelConfig cfg_;
   uint64_t seed_;
-  std::shared_ptr<Embedding> atom_emb_, chirality_emb_, hybridization_emb_;
+  std::shared_ptr<Embedding> atom_emb_, chirality_emb_, hybridization_emb_, hydrogen_emb_;  // hydrogen_emb_ optional
   std::shared_ptr<ModuleList> layers_;
 };
 
@@ -175,6 +188,9 @@ class PeakEncoder : public Module {
  private:
   double ppm_scale_;
   std::shared_ptr<Linear> ppm_fc_, fc1_, fc2_;
+  std::shared_ptr<Linear> basis_fc_;  // peak_basis > 0 only
+  Tensor basis_mean_, basis_std_;     // (K)
+  double basis_scale_ = 1;            // sqrt(2 pi) * initial spacing: the basis' peak value becomes 1
   std::shared_ptr<Embedding> multiplicity_emb_;
 };
 

@@ -131,8 +131,22 @@ TEST_CASE("AlignModelConfig: defaults, validation and JSON round trip") {
   CHECK(d.shared_graph_encoder);
   CHECK(d.molecule_gradient == "both");
   CHECK(d.logit_scale == doctest::Approx(1.0 / std::sqrt(512.0)));
+  CHECK_FALSE(d.node_hydrogens);  // K-M3AID's featurisation and peak encoder
+  CHECK(d.peak_basis == 0);
   d.validate();
   CHECK(AlignModelConfig::from_json(d.to_json()) == d);
+  {
+    AlignModelConfig h = d;
+    h.node_hydrogens = true;
+    h.peak_basis = 32;
+    h.peak_basis_min = -10;
+    CHECK(AlignModelConfig::from_json(h.to_json()) == h);
+    h.peak_basis = -1;
+    CHECK_THROWS_WITH_AS(h.validate(), doctest::Contains("peak_basis"), Error);
+    h.peak_basis = 8;
+    h.peak_basis_max = -20;
+    CHECK_THROWS_WITH_AS(h.validate(), doctest::Contains("peak_basis_min"), Error);
+  }
   AlignModelConfig c = AlignModelConfig::tiny();
   c.spectrum_encoder = "peakset";
   c.shared_graph_encoder = false;
@@ -247,6 +261,29 @@ TEST_CASE("AlignBatch: make_align_batch layout, spectrum binning, and validation
   bad = b;
   bad.entries = {1, 2};
   expect_error(bad, "entries");
+
+  // node_hydrogens: concatenated when every molecule has it, left undefined otherwise, checked when present
+  {
+    std::vector<AlignMoleculeInput> ms;
+    for (const HandMol& m : hand_molecules()) {
+      ms.push_back(to_input(m));
+      ms.back().node_hydrogens.assign(m.nodes.size(), 1);
+    }
+    ms[1].node_hydrogens[0] = 3;
+    const AlignBatch h = make_align_batch(ms);
+    REQUIRE(h.node_hydrogens.defined());
+    std::vector<int32_t> hv = h.node_hydrogens.to_vector<int32_t>();
+    CHECK(static_cast<int64_t>(hv.size()) == h.num_nodes());
+    CHECK(hv[static_cast<size_t>(h.node_offsets.to_vector<int32_t>()[1])] == 3);
+    AlignBatch bad_h = h;
+    hv[0] = 5;
+    bad_h.node_hydrogens = Tensor::from_vector<int32_t>(hv, {h.num_nodes()});
+    expect_error(bad_h, "node_hydrogens");
+    ms[2].node_hydrogens.clear();
+    CHECK_FALSE(make_align_batch(ms).node_hydrogens.defined());
+    ms[2].node_hydrogens.assign(1, 0);  // wrong length
+    CHECK_THROWS_WITH_AS(make_align_batch(ms), doctest::Contains("node_hydrogens"), Error);
+  }
 }
 
 TEST_CASE("AlignModel: output shapes, parameter names, bad input") {
@@ -643,8 +680,19 @@ TEST_CASE("AlignModel: molecule_gradient decides which tower the molecule-level 
 
 TEST_CASE("AlignModel: analytic gradients match finite differences (f64)") {
   AlignBatch b = batch_of({hand_molecules()[0], hand_molecules()[3], random_mol(7, 12)});
+  {
+    std::vector<int32_t> hyd(static_cast<size_t>(b.num_nodes()));
+    for (size_t v = 0; v < hyd.size(); ++v) hyd[v] = static_cast<int32_t>((v * 7) % 4);
+    b.node_hydrogens = Tensor::from_vector<int32_t>(hyd, {b.num_nodes()});
+  }
   for (const char* enc : {"cnn", "peakset"}) {
     AlignModelConfig c = test_config(enc, std::string(enc) == "peakset");
+    if (std::string(enc) == "peakset") {  // the two additions to K-M3AID, on one of the runs
+      c.node_hydrogens = true;
+      c.peak_basis = 6;
+      c.peak_basis_min = 0;
+      c.peak_basis_max = 200;
+    }
     c.gin_dropout = c.projection_dropout = 0;
     c.soft_n = 1;  // soft targets in their smooth regime
     c.soft_p = 0;
@@ -667,7 +715,10 @@ TEST_CASE("AlignModel: analytic gradients match finite differences (f64)") {
                             "spectrum_encoder.out.weight", "gin_atom.layers.1.fc2.weight"})
         names.push_back(n);
     } else {
-      for (const char* n : {"spectrum_encoder.peak.ppm_fc.weight", "spectrum_encoder.fc1.weight"}) names.push_back(n);
+      for (const char* n : {"spectrum_encoder.peak.ppm_fc.weight", "spectrum_encoder.fc1.weight", "gin.hydrogen_emb.weight",
+                            "peak_encoder.basis_fc.weight", "peak_encoder.basis_mean", "peak_encoder.basis_std",
+                            "spectrum_encoder.peak.basis_mean"})
+        names.push_back(n);
     }
     int checked = 0;
     for (const std::string& name : names) {

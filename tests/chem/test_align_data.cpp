@@ -112,6 +112,7 @@ TEST_CASE("align data: samples, pairs and molecule-level peaks follow the rules"
   CHECK(a.input.node_features.size() == 4 * 3);
   for (int v = 0; v < 4; ++v) CHECK(a.input.node_features[v * 3] == 5);
   CHECK(a.input.edge_index.size() == 2 * 6);
+  CHECK(a.input.node_hydrogens == std::vector<int32_t>{3, 2, 2, 3});  // attached H of the heavy-atom nodes
 
   // propanol: the first 13C set, distinct peaks ascending, no pairs; the O is a node of type 7
   const AlignSample& b = data.sample(1);
@@ -121,6 +122,7 @@ TEST_CASE("align data: samples, pairs and molecule-level peaks follow the rules"
   CHECK(b.input.peak_multiplicity == std::vector<int32_t>{3, 2, 2});
   CHECK(b.input.node_features.size() == 4 * 3);
   CHECK(b.input.node_features[3 * 3] == 7);
+  CHECK(b.input.node_hydrogens == std::vector<int32_t>{3, 2, 2, 1});  // the O carries its H
 
   // butanol with carbon 1 unassigned: pairs of carbons 0, 2, 3 (3 is next to the O: 26 + 40)
   const AlignSample& c = data.sample(2);

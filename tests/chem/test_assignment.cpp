@@ -399,3 +399,24 @@ TEST_CASE("assignment: bad peak lists give clear errors") {
   // three peaks fit three carbons (two of them symmetric)
   CHECK(assign_peaks({peak(20), peak(30), peak(30)}, classes, {}, AssignOptions{}).assignments.size() == 1);
 }
+
+TEST_CASE("assignment: class costs from scores are -log softmax of each class's best carbon") {
+  // 2 peaks x 3 carbons; classes {0, 2} and {1}
+  const std::vector<double> scores = {1.0, 0.0, 3.0,   //
+                                      -2.0, 4.0, -1.0};
+  const std::vector<double> cost = class_costs_from_scores(scores, 2, 3, {{0, 2}, {1}});
+  REQUIRE(cost.size() == 4);
+  // peak 0: class scores (3, 0); peak 1: (-1, 4)
+  const double z0 = std::log(std::exp(3.0) + std::exp(0.0)), z1 = std::log(std::exp(-1.0) + std::exp(4.0));
+  CHECK(cost[0] == doctest::Approx(z0 - 3.0));
+  CHECK(cost[1] == doctest::Approx(z0 - 0.0));
+  CHECK(cost[2] == doctest::Approx(z1 + 1.0));
+  CHECK(cost[3] == doctest::Approx(z1 - 4.0));
+  for (int p = 0; p < 2; ++p) CHECK(std::exp(-cost[p * 2]) + std::exp(-cost[p * 2 + 1]) == doctest::Approx(1.0));
+  // stable for large scores (no overflow)
+  const std::vector<double> big = class_costs_from_scores({1000.0, 999.0}, 1, 2, {{0}, {1}});
+  CHECK(big[0] == doctest::Approx(std::log1p(std::exp(-1.0))));
+  CHECK_THROWS_AS(class_costs_from_scores(scores, 2, 2, {{0}}), Error);
+  CHECK_THROWS_AS(class_costs_from_scores(scores, 2, 3, {{0}, {}}), Error);
+  CHECK_THROWS_AS(class_costs_from_scores(scores, 2, 3, {{0}, {3}}), Error);
+}

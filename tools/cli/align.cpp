@@ -73,7 +73,7 @@ void run_train_align(AlignTrainArgs& a) {
 }
 
 struct AlignEvalArgs {
-  std::string data, model, split = "test", out;
+  std::string data, model, split = "test", out, shift_model;
   chem::AlignEvalOptions o;
   std::string library = "on";
   int threads = 0;
@@ -90,6 +90,11 @@ void run_eval_align(const AlignEvalArgs& a) {
   if (a.library != "on" && a.library != "off") throw Error("eval align: --library must be on or off");
   o.library = a.library == "on";
   chem::LoadedAlignModel m = chem::load_align_model(a.model);
+  std::optional<chem::LoadedShiftModel> shift;  // loaded before the (large) dataset, so a bad file fails fast
+  if (!a.shift_model.empty()) {
+    shift = chem::load_shift_model(a.shift_model);
+    o.shift_model = &*shift;
+  }
   const chem::Dataset ds = load_align_data(a.data);
   const chem::AlignDataset data(ds, split, m.data_options);
   chem::AlignEvalReport rep = chem::evaluate_align(*m.model, data, ds, o);
@@ -141,6 +146,10 @@ void add_eval_align(CLI::App& eval) {
   cmd->add_option("--group-size", e->o.group_size, "molecules per retrieval group")->capture_default_str();
   cmd->add_option("--seed", e->o.seed, "seed of the retrieval groups")->capture_default_str();
   cmd->add_option("--library", e->library, "rank against all prepared molecules too: on or off")->capture_default_str();
+  cmd->add_option("--shift-model", e->shift_model,
+                  "shift-model checkpoint: adds the peak-assignment row 'shift predictor + optimal' (the shift "
+                  "model's 13C predictions + the optimal assignment, as `larmor assign --method predict`); "
+                  "default: none, the row is left out");
   cmd->add_option("--threads", e->threads, "CPU threads (0: default)")->capture_default_str();
   cmd->callback([e] { run_eval_align(*e); });
 }

@@ -3,8 +3,9 @@
 // assignment with per-peak confidences, and with --k N the N best assignments, out as a table, CSV or JSON.
 // Thin on purpose: methods produce a peaks x carbon-class cost matrix and share the assignment and the output
 // formats (chem/ob_assign.h); `--method predict` is the shift predictor + the optimal assignment, `--method
-// align` (the alignment model) is reserved and fails until that model is wired in. The peak list is read and
-// checked before the model is loaded, so a bad list fails fast with its file and line.
+// align` the alignment model's peak-carbon scores (-log softmax over classes) + the same assignment. The peak
+// list is read and checked before the model is loaded, so a bad list fails fast with its file and line.
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -14,6 +15,7 @@
 #include "tools/cli/commands.h"
 
 #ifdef LARMOR_WITH_OPENBABEL
+#include "chem/align_training.h"
 #include "chem/assignment.h"
 #include "chem/ob_assign.h"
 #include "chem/ob_molecule.h"
@@ -24,14 +26,16 @@ namespace larmor::cli {
 namespace {
 
 struct AssignArgs {
-  std::string smiles, sdf, peaks, method = "predict", model = "models/larmor-shift-small.safetensors",
-                                   solvent = "unknown", format = "table";
+  std::string smiles, sdf, peaks, method = "predict", model, solvent = "unknown", format = "table";
   int k = 1;
-  double temperature = 2.0;
+  double temperature = 0;  // 0: the method's default (predict: 2 ppm, align: 1 nat)
   bool no_multiplicity = false;
 };
 
 #ifdef LARMOR_WITH_OPENBABEL
+constexpr const char* kDefaultShiftModel = "models/larmor-shift-small.safetensors";
+constexpr const char* kDefaultAlignModel = "models/larmor-align.safetensors";
+
 chem::Solvent solvent_arg(const std::string& s) {
   if (const std::optional<chem::Solvent> v = chem::parse_solvent_flag(s)) return *v;
   throw Error("assign: unknown solvent '" + s + "' (CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6, other or unknown)");
@@ -55,8 +59,6 @@ void run_assign(const AssignArgs& a) {
   if (a.format != "table" && a.format != "csv" && a.format != "json")
     throw Error("assign: --format must be table, csv or json");
   if (a.method != "predict" && a.method != "align") throw Error("assign: --method must be predict or align");
-  if (a.method == "align")
-    throw Error("assign: --method align is not available yet (the alignment model is not wired in); use --method predict");
   if (a.k < 1 || a.k > 1000) throw Error("assign: --k must be between 1 and 1000");
   const chem::Solvent solvent = solvent_arg(a.solvent);
   const std::vector<chem::Peak> peaks = chem::read_peak_list_file(a.peaks);
@@ -68,12 +70,21 @@ void run_assign(const AssignArgs& a) {
   }
   chem::AssignOptions options;
   options.k_best = a.k;
-  options.temperature = a.temperature;
+  if (a.temperature < 0 || !std::isfinite(a.temperature)) throw Error("assign: --temperature must be positive");
+  options.temperature = a.temperature > 0 ? a.temperature : (a.method == "align" ? 1.0 : 2.0);
   options.use_multiplicity = !a.no_multiplicity;
 
   // A method turns (molecule, peaks) into a report; the assignment and the formats are shared.
-  ShiftPredictor predictor(a.model);
-  const AssignReport report = assign_by_prediction(predictor, mol, peaks, solvent, options, a.peaks);
+  AssignReport report;
+  if (a.method == "predict") {
+    ShiftPredictor predictor(a.model.empty() ? kDefaultShiftModel : a.model);
+    report = assign_by_prediction(predictor, mol, peaks, solvent, options, a.peaks);
+  } else {
+    const std::string path = a.model.empty() ? kDefaultAlignModel : a.model;
+    chem::LoadedAlignModel loaded = chem::load_align_model(path);
+    report = assign_by_alignment(*loaded.model, mol, peaks, options, a.peaks, path);
+    report.solvent = solvent;  // not read by the alignment model; shown as given
+  }
 
   if (a.format != "table")  // the table prints them itself
     for (const std::string& w : report.warnings) std::fprintf(stderr, "larmor assign: warning: %s\n", w.c_str());
@@ -93,15 +104,15 @@ void add_assign_command(CLI::App& app) {
   cmd->add_option("--smiles", a->smiles, "the molecule as SMILES");
   cmd->add_option("--sdf", a->sdf, "the molecule as a one-record SD file");
   cmd->add_option("--peaks", a->peaks, "13C peak list: one shift per line, optional S/D/T/Q ('-' = stdin)")->required();
-  cmd->add_option("--method", a->method, "predict (shift model + optimal assignment) or align (not available yet)")
+  cmd->add_option("--method", a->method, "predict (shift model + optimal assignment) or align (alignment model + optimal assignment)")
       ->capture_default_str();
-  cmd->add_option("--model", a->model, "shift-model checkpoint for --method predict")->capture_default_str();
+  cmd->add_option("--model", a->model,
+                  "checkpoint (default: models/larmor-shift-small.safetensors for predict, models/larmor-align.safetensors for align)");
   cmd->add_option("--solvent", a->solvent, "CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6 or unknown")
       ->capture_default_str();
   cmd->add_option("--k", a->k, "also list the k best assignments (k >= 1)")->capture_default_str();
   cmd->add_option("--temperature", a->temperature,
-                  "confidence scale in ppm (about the method's mean absolute error)")
-      ->capture_default_str();
+                  "confidence scale in cost units (default: predict 2 ppm, about its MAE; align 1 nat)");
   cmd->add_flag("--no-multiplicity", a->no_multiplicity, "ignore the peaks' multiplicities");
   cmd->add_option("--format", a->format, "table, csv or json")->capture_default_str();
   cmd->callback([a] {
