@@ -144,16 +144,6 @@ CarbonGroups group_carbons(const std::vector<int32_t>& carbon_class, const std::
   return g;
 }
 
-// The peaks of a block as chem::Peak: multiplicity class 0..3 -> that many attached H, 4 -> unknown.
-std::vector<Peak> block_peaks(const std::vector<float>& ppm, const std::vector<int32_t>& multiplicity) {
-  std::vector<Peak> peaks(ppm.size());
-  for (size_t i = 0; i < ppm.size(); ++i) {
-    peaks[i].shift = ppm[i];
-    peaks[i].mult = multiplicity[i] >= 0 && multiplicity[i] <= 3 ? static_cast<int8_t>(multiplicity[i]) : kMultUnknown;
-  }
-  return peaks;
-}
-
 void check_block(const std::vector<float>& peak_ppm, const std::vector<int32_t>& peak_multiplicity,
                  const std::vector<int32_t>& carbon_class, const std::vector<int32_t>& carbon_multiplicity,
                  const std::string& name) {
@@ -192,7 +182,7 @@ std::vector<int32_t> optimal_by_scores(const std::vector<double>& scores, const 
   const CarbonGroups groups = group_carbons(carbon_class, carbon_multiplicity);
   const std::vector<double> cost = class_costs_from_scores(scores, static_cast<int64_t>(P), static_cast<int64_t>(C),
                                                           groups.members);  // (P, G)
-  return optimal_choice(block_peaks(peak_ppm, peak_multiplicity), groups, cost, name);
+  return optimal_choice(sample_peaks(peak_ppm, peak_multiplicity), groups, cost, name);
 }
 
 std::vector<int32_t> optimal_by_shifts(const std::vector<double>& carbon_predicted_ppm, const std::vector<float>& peak_ppm,
@@ -209,77 +199,32 @@ std::vector<int32_t> optimal_by_shifts(const std::vector<double>& carbon_predict
     for (int32_t c : groups.members[g]) sum += carbon_predicted_ppm[static_cast<size_t>(c)];
     groups.classes[g].predicted_ppm = sum / static_cast<double>(groups.members[g].size());
   }
-  return optimal_choice(block_peaks(peak_ppm, peak_multiplicity), groups, {}, name);
+  return optimal_choice(sample_peaks(peak_ppm, peak_multiplicity), groups, {}, name);
 }
 
 // The shift model's 13C prediction (ppm) for every paired carbon (AlignSample::carbon_atoms order) of the
-// listed samples, from the prepared 3-D structures: the featurize tokens/coordinates `larmor predict` feeds,
-// padded batches of similar size, eval mode (the caller holds a NoGradGuard). A sample whose molecule has no
-// 3-D coordinates gets an empty vector.
+// listed samples, with each entry's own solvent (the spectrum's); a sample whose molecule has no 3-D
+// coordinates gets an empty vector.
 std::vector<std::vector<double>> predict_paired_carbons(LoadedShiftModel& shift, const AlignDataset& data,
                                                         const Dataset& dataset, const std::vector<int64_t>& samples,
                                                         int64_t batch_size) {
-  ShiftModel& model = *shift.model;
-  const int c13 = static_cast<int>(Nucleus::C13);
-  if (!model.config().nuclei[c13]) throw Error("eval align: the shift model has no 13C head");
-  const bool use_solvent = model.config().solvent_conditioning && shift.data_options.use_solvent;
-  struct Input {
-    size_t slot = 0;  // index into samples / the result
-    int32_t num_atoms = 0, solvent = 0;
-    std::vector<int32_t> tokens;  // (num_atoms + 2)
-    std::vector<float> coords;    // (num_atoms + 2, 3)
-  };
-  std::vector<Input> inputs;
-  for (size_t k = 0; k < samples.size(); ++k) {
-    const DatasetEntry& e = dataset.entries.at(static_cast<size_t>(data.sample(samples[k]).entry));
-    if (!e.mol.has_3d()) continue;
-    MoleculeFeatures f = featurize(e.mol);
-    Input in;
-    in.slot = k;
-    in.num_atoms = e.mol.num_atoms();
-    in.solvent = use_solvent ? static_cast<int32_t>(e.solvent) : 0;
-    in.tokens = std::move(f.tokens);
-    in.coords = std::move(f.coords);
-    if (in.tokens.size() != static_cast<size_t>(in.num_atoms + 2) || in.coords.size() != in.tokens.size() * 3)
-      throw Error("eval align: entry " + std::to_string(data.sample(samples[k]).entry) + " ('" + e.mol.id +
-                  "'): featurize gave " + std::to_string(in.tokens.size()) + " tokens for " +
-                  std::to_string(in.num_atoms) + " atoms");
-    inputs.push_back(std::move(in));
-  }
-  std::stable_sort(inputs.begin(), inputs.end(), [](const Input& a, const Input& b) { return a.num_atoms < b.num_atoms; });
-  const bool was_training = model.is_training();
-  model.eval();
+  std::vector<int64_t> entries;
+  for (int64_t i : samples) entries.push_back(data.sample(i).entry);
+  const std::vector<std::vector<double>> atoms = predict_13c_shifts(shift, dataset, entries, std::nullopt, batch_size);
   std::vector<std::vector<double>> out(samples.size());
-  for (size_t b0 = 0; b0 < inputs.size(); b0 += static_cast<size_t>(batch_size)) {
-    const size_t b1 = std::min(inputs.size(), b0 + static_cast<size_t>(batch_size));
-    const int64_t B = static_cast<int64_t>(b1 - b0), N = inputs[b1 - 1].num_atoms + 2;  // sorted: the last is longest
-    std::vector<int32_t> tokens(static_cast<size_t>(B * N), 0), key_mask(static_cast<size_t>(B * N), 0);  // (B, N)
-    std::vector<int32_t> solvent(static_cast<size_t>(B), 0);                                                // (B)
-    std::vector<float> coords(static_cast<size_t>(B * N * 3), 0.0f);                                        // (B, N, 3)
-    ShiftBatch batch;
-    for (int64_t b = 0; b < B; ++b) {
-      const Input& in = inputs[b0 + static_cast<size_t>(b)];
-      std::copy(in.tokens.begin(), in.tokens.end(), tokens.begin() + b * N);
-      std::fill(key_mask.begin() + b * N, key_mask.begin() + b * N + in.num_atoms + 2, 1);
-      std::copy(in.coords.begin(), in.coords.end(), coords.begin() + b * N * 3);
-      solvent[static_cast<size_t>(b)] = in.solvent;
-      batch.entries.push_back(data.sample(samples[in.slot]).entry);
-    }
-    batch.tokens = Tensor::from_vector(tokens, {B, N});
-    batch.coords = Tensor::from_vector(coords, {B, N, 3});
-    batch.key_mask = Tensor::from_vector(key_mask, {B, N});
-    batch.solvent = Tensor::from_vector(solvent, {B});
-    const std::vector<float> z = host_f32(model.forward(batch).shifts);  // (B, N, 4) standardised
-    for (int64_t b = 0; b < B; ++b) {
-      const Input& in = inputs[b0 + static_cast<size_t>(b)];
-      const AlignSample& s = data.sample(samples[in.slot]);
-      std::vector<double>& pred = out[in.slot];
-      for (int32_t atom : s.carbon_atoms)
-        pred.push_back(shift.standardizer.to_ppm(c13, z[static_cast<size_t>((b * N + atom + 1) * kShiftNuclei + c13)]));
-    }
+  for (size_t k = 0; k < samples.size(); ++k) {
+    if (atoms[k].empty()) continue;
+    for (int32_t atom : data.sample(samples[k]).carbon_atoms) out[k].push_back(atoms[k].at(static_cast<size_t>(atom)));
   }
-  model.train(was_training);
   return out;
+}
+
+// 1 + the number of scores strictly above scores[truth] (rank_of for double scores).
+int64_t rank_by(const std::vector<double>& scores, int64_t truth) {
+  const double t = scores.at(static_cast<size_t>(truth));
+  int64_t above = 0;
+  for (double s : scores) above += s > t;
+  return above + 1;
 }
 
 }  // namespace
@@ -362,6 +307,164 @@ std::vector<int32_t> assign_peaks_optimal_by_shifts(const std::vector<double>& c
                                                     const std::vector<int32_t>& carbon_multiplicity) {
   return optimal_by_shifts(carbon_predicted_ppm, peak_ppm, peak_multiplicity, carbon_class, carbon_multiplicity,
                            "assign_peaks_optimal_by_shifts");
+}
+
+std::vector<Peak> sample_peaks(const std::vector<float>& peak_ppm, const std::vector<int32_t>& peak_multiplicity) {
+  if (peak_ppm.size() != peak_multiplicity.size())
+    throw Error("sample_peaks: " + std::to_string(peak_ppm.size()) + " peak shifts but " +
+                std::to_string(peak_multiplicity.size()) + " multiplicities");
+  std::vector<Peak> peaks(peak_ppm.size());
+  for (size_t i = 0; i < peak_ppm.size(); ++i) {
+    peaks[i].shift = peak_ppm[i];
+    const int32_t m = peak_multiplicity[i];
+    peaks[i].mult = m >= 0 && m <= 3 ? static_cast<int8_t>(m) : kMultUnknown;
+  }
+  return peaks;
+}
+
+// ---- retrieval by the shift predictor ----
+std::vector<std::vector<double>> predict_13c_shifts(LoadedShiftModel& shift, const Dataset& dataset,
+                                                    const std::vector<int64_t>& entries,
+                                                    std::optional<Solvent> solvent, int64_t batch_size) {
+  if (!shift.model) throw Error("predict 13C: the shift model is not loaded");
+  if (batch_size < 1) throw Error("predict 13C: shift-model batch size must be >= 1");
+  ShiftModel& model = *shift.model;
+  const int c13 = static_cast<int>(Nucleus::C13);
+  if (!model.config().nuclei[c13]) throw Error("predict 13C: the shift model has no 13C head");
+  const bool use_solvent = model.config().solvent_conditioning && shift.data_options.use_solvent;
+  struct Input {
+    size_t slot = 0;  // index into entries / the result
+    int32_t num_atoms = 0, solvent = 0;
+    std::vector<int32_t> tokens;  // (num_atoms + 2)
+    std::vector<float> coords;    // (num_atoms + 2, 3)
+  };
+  std::vector<Input> inputs;
+  for (size_t k = 0; k < entries.size(); ++k) {
+    if (entries[k] < 0 || entries[k] >= static_cast<int64_t>(dataset.entries.size()))
+      throw Error("predict 13C: entry " + std::to_string(entries[k]) + " outside the dataset's " +
+                  std::to_string(dataset.entries.size()) + " entries");
+    const DatasetEntry& e = dataset.entries[static_cast<size_t>(entries[k])];
+    if (!e.mol.has_3d()) continue;
+    MoleculeFeatures f = featurize(e.mol);
+    Input in;
+    in.slot = k;
+    in.num_atoms = e.mol.num_atoms();
+    in.solvent = use_solvent ? static_cast<int32_t>(solvent ? *solvent : e.solvent) : 0;
+    in.tokens = std::move(f.tokens);
+    in.coords = std::move(f.coords);
+    if (in.tokens.size() != static_cast<size_t>(in.num_atoms + 2) || in.coords.size() != in.tokens.size() * 3)
+      throw Error("predict 13C: entry " + std::to_string(entries[k]) + " ('" + e.mol.id + "'): featurize gave " +
+                  std::to_string(in.tokens.size()) + " tokens for " + std::to_string(in.num_atoms) + " atoms");
+    inputs.push_back(std::move(in));
+  }
+  std::stable_sort(inputs.begin(), inputs.end(), [](const Input& a, const Input& b) { return a.num_atoms < b.num_atoms; });
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard ng;
+  std::vector<std::vector<double>> out(entries.size());
+  for (size_t b0 = 0; b0 < inputs.size(); b0 += static_cast<size_t>(batch_size)) {
+    const size_t b1 = std::min(inputs.size(), b0 + static_cast<size_t>(batch_size));
+    const int64_t B = static_cast<int64_t>(b1 - b0), N = inputs[b1 - 1].num_atoms + 2;  // sorted: the last is longest
+    std::vector<int32_t> tokens(static_cast<size_t>(B * N), 0), key_mask(static_cast<size_t>(B * N), 0);  // (B, N)
+    std::vector<int32_t> solvents(static_cast<size_t>(B), 0);                                               // (B)
+    std::vector<float> coords(static_cast<size_t>(B * N * 3), 0.0f);                                        // (B, N, 3)
+    ShiftBatch batch;
+    for (int64_t b = 0; b < B; ++b) {
+      const Input& in = inputs[b0 + static_cast<size_t>(b)];
+      std::copy(in.tokens.begin(), in.tokens.end(), tokens.begin() + b * N);
+      std::fill(key_mask.begin() + b * N, key_mask.begin() + b * N + in.num_atoms + 2, 1);
+      std::copy(in.coords.begin(), in.coords.end(), coords.begin() + b * N * 3);
+      solvents[static_cast<size_t>(b)] = in.solvent;
+      batch.entries.push_back(entries[in.slot]);
+    }
+    batch.tokens = Tensor::from_vector(tokens, {B, N});
+    batch.coords = Tensor::from_vector(coords, {B, N, 3});
+    batch.key_mask = Tensor::from_vector(key_mask, {B, N});
+    batch.solvent = Tensor::from_vector(solvents, {B});
+    const std::vector<float> z = host_f32(model.forward(batch).shifts);  // (B, N, 4) standardised
+    for (int64_t b = 0; b < B; ++b) {
+      const Input& in = inputs[b0 + static_cast<size_t>(b)];
+      std::vector<double>& pred = out[in.slot];
+      pred.resize(static_cast<size_t>(in.num_atoms));
+      for (int32_t atom = 0; atom < in.num_atoms; ++atom)
+        pred[static_cast<size_t>(atom)] =
+            shift.standardizer.to_ppm(c13, z[static_cast<size_t>((b * N + atom + 1) * kShiftNuclei + c13)]);
+    }
+  }
+  model.train(was_training);
+  return out;
+}
+
+std::vector<CarbonClass> predicted_carbon_classes(const Molecule& mol, const std::vector<double>& atom_ppm) {
+  if (atom_ppm.size() != static_cast<size_t>(mol.num_atoms()))
+    throw Error("predicted carbon classes: '" + mol.id + "' has " + std::to_string(mol.num_atoms()) + " atoms but " +
+                std::to_string(atom_ppm.size()) + " predictions");
+  std::vector<CarbonClass> classes = carbon_classes(mol);
+  for (CarbonClass& c : classes) {
+    double sum = 0;
+    for (int32_t atom : c.atoms) sum += atom_ppm[static_cast<size_t>(atom)];
+    c.predicted_ppm = sum / static_cast<double>(c.atoms.size());
+  }
+  return classes;
+}
+
+double PredictedSpectrumFit::score(double unmatched_penalty) const {
+  if (!possible) return -std::numeric_limits<double>::infinity();
+  return -(error + unmatched_penalty * static_cast<double>(unmatched_classes));
+}
+
+PredictedSpectrumFit fit_predicted_spectrum(const std::vector<Peak>& peaks, const std::vector<CarbonClass>& classes) {
+  PredictedSpectrumFit fit;
+  size_t carbons = 0;
+  for (const CarbonClass& c : classes) carbons += c.atoms.size();
+  if (classes.empty() || peaks.size() > carbons) return fit;  // impossible without asking the solver
+  // Only the best map is needed: a tiny temperature lets assign_peaks prune every min-marginal solve.
+  AssignOptions options;
+  options.temperature = 1e-9;
+  options.k_best = 1;
+  PeakAssignmentResult r;
+  try {
+    r = assign_peaks(peaks, classes, {}, options, "shift-predictor retrieval");
+  } catch (const Error&) {
+    return fit;  // a list assign_peaks rejects (bad shift, no prediction): this candidate cannot explain it
+  }
+  std::vector<char> used(classes.size(), 0);
+  for (const PeakMatch& m : r.assignments.at(0).matches) {
+    const size_t c = static_cast<size_t>(m.cls);
+    fit.error += std::fabs(classes[c].predicted_ppm - peaks[static_cast<size_t>(m.peak)].shift);
+    used[c] = 1;
+  }
+  fit.unmatched_classes = static_cast<int32_t>(std::count(used.begin(), used.end(), 0));
+  fit.possible = true;
+  return fit;
+}
+
+int64_t reranked_rank(const std::vector<float>& first, const std::vector<double>& second, int64_t truth, int64_t k) {
+  if (first.size() != second.size())
+    throw Error("reranked_rank: " + std::to_string(first.size()) + " first scores but " +
+                std::to_string(second.size()) + " second scores");
+  if (truth < 0 || truth >= static_cast<int64_t>(first.size()))
+    throw Error("reranked_rank: truth " + std::to_string(truth) + " outside " + std::to_string(first.size()) +
+                " candidates");
+  const int64_t rank_first = rank_of(first, truth);  // the truth's place in the first order
+  if (rank_first > k) return rank_first;
+  // The first order puts the truth ahead of its ties, so the k best are: every candidate scoring strictly
+  // above it, the truth, and the next k - rank_first candidates of the first order after it.
+  const float t = first[static_cast<size_t>(truth)];
+  const double truth_second = second[static_cast<size_t>(truth)];
+  std::vector<int64_t> behind;  // candidates not strictly above the truth, in the first order
+  int64_t ahead = 0;
+  for (int64_t j = 0; j < static_cast<int64_t>(first.size()); ++j) {
+    if (j == truth) continue;
+    if (first[static_cast<size_t>(j)] > t) ahead += second[static_cast<size_t>(j)] > truth_second;
+    else behind.push_back(j);
+  }
+  std::stable_sort(behind.begin(), behind.end(), [&](int64_t a, int64_t b) {
+    return first[static_cast<size_t>(a)] > first[static_cast<size_t>(b)];
+  });
+  const size_t slots = static_cast<size_t>(std::min<int64_t>(k - rank_first, static_cast<int64_t>(behind.size())));
+  for (size_t m = 0; m < slots; ++m) ahead += second[static_cast<size_t>(behind[m])] > truth_second;
+  return ahead + 1;
 }
 
 int64_t correct_assignments(const std::vector<int32_t>& choice, const std::vector<float>& peak_ppm,
@@ -454,24 +557,109 @@ AlignEvalReport evaluate_align(AlignModel& model, const AlignDataset& data, cons
   const SampleEmbeddings emb = embed_samples(model, data, o.batch);
   const int64_t D = emb.D;
 
-  // (1) in-group retrieval, both directions
-  for (const auto& group : align_eval_groups(data.size(), o.group_size, o.seed)) {
+  if (o.shift_model) {  // fail on bad options before any work
+    if (!o.shift_model->model) throw Error("eval align: the shift model is not loaded");
+    if (o.shift_batch < 1) throw Error("eval align: shift-model batch size must be >= 1");
+    if (!(o.unmatched_penalty >= 0) || std::isinf(o.unmatched_penalty))
+      throw Error("eval align: the unmatched-class penalty must be a finite number >= 0 (ppm)");
+    rep.predict_evaluated = true;
+    rep.unmatched_penalty = o.unmatched_penalty;
+  }
+  const auto groups = align_eval_groups(data.size(), o.group_size, o.seed);
+
+  // The library (every prepared molecule with a carbon, all splits) and its formula groups; the isomer
+  // queries are the samples whose formula group has >= 2 members.
+  std::vector<int64_t> lib_entries;
+  std::unordered_map<int64_t, int64_t> lib_index;
+  std::unordered_map<std::string, std::vector<int64_t>> by_formula;  // formula -> library indices
+  auto isomer_group = [&](const AlignSample& s) -> const std::vector<int64_t>* {
+    const std::string& f = dataset.entries[static_cast<size_t>(s.entry)].mol.formula;
+    auto it = f.empty() ? by_formula.end() : by_formula.find(f);
+    return it == by_formula.end() || it->second.size() < 2 ? nullptr : &it->second;
+  };
+  if (o.library) {
+    for (size_t ei = 0; ei < dataset.entries.size(); ++ei) {
+      const Molecule& mol = dataset.entries[ei].mol;
+      if (std::none_of(mol.atoms.begin(), mol.atoms.end(), [](const Atom& a) { return a.element == 6; })) continue;
+      lib_entries.push_back(static_cast<int64_t>(ei));
+    }
+    for (int64_t k = 0; k < static_cast<int64_t>(lib_entries.size()); ++k) {
+      lib_index[lib_entries[k]] = k;
+      const std::string& f = dataset.entries[static_cast<size_t>(lib_entries[k])].mol.formula;
+      if (!f.empty()) by_formula[f].push_back(k);
+    }
+  }
+
+  // The shift predictor's candidates: every molecule of an in-group group or of a query's formula group,
+  // predicted once (solvent unknown: see the top of align_training.h) and grouped into carbon classes.
+  std::unordered_map<int64_t, std::vector<CarbonClass>> candidate_classes;  // entry -> classes (empty: impossible)
+  if (rep.predict_evaluated) {
+    std::set<int64_t> needed;
+    for (const auto& group : groups)
+      for (int64_t i : group) needed.insert(data.sample(i).entry);
+    if (o.library)
+      for (int64_t i = 0; i < data.size(); ++i)
+        if (const std::vector<int64_t>* iso = isomer_group(data.sample(i)))
+          for (int64_t k : *iso) needed.insert(lib_entries[static_cast<size_t>(k)]);
+    const std::vector<int64_t> entries(needed.begin(), needed.end());
+    const std::vector<std::vector<double>> atom_ppm =
+        predict_13c_shifts(*o.shift_model, dataset, entries, Solvent::Unknown, o.shift_batch);
+    rep.predict_candidates = static_cast<int64_t>(entries.size());
+    for (size_t k = 0; k < entries.size(); ++k) {
+      std::vector<CarbonClass>& classes = candidate_classes[entries[k]];
+      if (atom_ppm[k].empty()) {
+        ++rep.predict_unpredicted;
+        continue;
+      }
+      classes = predicted_carbon_classes(dataset.entries[static_cast<size_t>(entries[k])].mol, atom_ppm[k]);
+    }
+  }
+  // The shift-predictor scores of one query's peak list against candidate entries; false when the list itself
+  // is one assign_peaks rejects whatever the candidate (then the query is ranked last).
+  auto predict_scores = [&](const AlignSample& query, const std::vector<int64_t>& entries, std::vector<double>& scores) {
+    const std::vector<Peak> peaks = sample_peaks(query.input.peak_ppm, query.input.peak_multiplicity);
+    try {
+      validate_peak_list(peaks, std::numeric_limits<int32_t>::max(), "query");
+    } catch (const Error&) {
+      ++rep.predict_unscorable;
+      return false;
+    }
+    scores.resize(entries.size());
+    for (size_t j = 0; j < entries.size(); ++j)
+      scores[j] = fit_predicted_spectrum(peaks, candidate_classes.at(entries[j])).score(o.unmatched_penalty);
+    return true;
+  };
+
+  // (1) in-group retrieval, both directions; the shift predictor's rows on the same groups
+  constexpr int64_t kRerankTop = 10;
+  for (const auto& group : groups) {
     const int64_t G = static_cast<int64_t>(group.size());
     std::vector<float> S(static_cast<size_t>(G * G));  // (G spectra, G structures)
     for (int64_t i = 0; i < G; ++i)
       for (int64_t j = 0; j < G; ++j) S[i * G + j] = static_cast<float>(dot_rows(emb.spectrum, group[i], emb.graph, group[j], D));
+    std::vector<int64_t> group_entries(static_cast<size_t>(G));
+    for (int64_t j = 0; j < G; ++j) group_entries[static_cast<size_t>(j)] = data.sample(group[j]).entry;
+    std::vector<double> predict_row;  // (G) shift-predictor scores of query i against the group's structures
     for (int64_t i = 0; i < G; ++i) {
-      rep.in_group.add(rank_of(std::vector<float>(S.begin() + i * G, S.begin() + (i + 1) * G), i));
+      const std::vector<float> row(S.begin() + i * G, S.begin() + (i + 1) * G);
+      rep.in_group.add(rank_of(row, i));
       std::vector<float> col(static_cast<size_t>(G));
       for (int64_t k = 0; k < G; ++k) col[k] = S[k * G + i];
       rep.in_group_reverse.add(rank_of(col, i));
+      if (!rep.predict_evaluated) continue;
+      if (predict_scores(data.sample(group[i]), group_entries, predict_row)) {
+        rep.in_group_predict.add(rank_by(predict_row, i));
+        rep.in_group_rerank.add(reranked_rank(row, predict_row, i, kRerankTop));
+      } else {
+        rep.in_group_predict.add(G);
+        rep.in_group_rerank.add(rank_of(row, i));  // nothing to re-rank with: the alignment order
+      }
     }
     ++rep.groups;
   }
 
   // (1) library retrieval and (2) isomer recognition
   if (o.library) {
-    std::vector<int64_t> lib_entries;
     std::vector<float> lib;  // (L, D)
     std::vector<AlignMoleculeInput> pending;
     auto flush = [&] {
@@ -481,25 +669,17 @@ AlignEvalReport evaluate_align(AlignModel& model, const AlignDataset& data, cons
       lib.insert(lib.end(), g.begin(), g.end());
       pending.clear();
     };
-    for (size_t ei = 0; ei < dataset.entries.size(); ++ei) {
-      const Molecule& mol = dataset.entries[ei].mol;
-      if (std::none_of(mol.atoms.begin(), mol.atoms.end(), [](const Atom& a) { return a.element == 6; })) continue;
-      pending.push_back(align_graph_input(mol));
-      lib_entries.push_back(static_cast<int64_t>(ei));
+    for (int64_t ei : lib_entries) {
+      pending.push_back(align_graph_input(dataset.entries[static_cast<size_t>(ei)].mol));
       if (static_cast<int64_t>(pending.size()) == o.batch) flush();
     }
     flush();
     const int64_t L = static_cast<int64_t>(lib_entries.size());
     rep.library_size = L;
-    std::unordered_map<int64_t, int64_t> lib_index;
-    std::unordered_map<std::string, std::vector<int64_t>> by_formula;
-    for (int64_t k = 0; k < L; ++k) {
-      lib_index[lib_entries[k]] = k;
-      const std::string& f = dataset.entries[static_cast<size_t>(lib_entries[k])].mol.formula;
-      if (!f.empty()) by_formula[f].push_back(k);
-    }
     const Tensor lib_t = Tensor::from_vector<float>(lib, {L, D});
     std::set<std::string> isomer_formulas;
+    std::vector<int64_t> iso_entries;
+    std::vector<double> iso_predict;
     const int64_t chunk = 256;
     for (int64_t q0 = 0; q0 < data.size(); q0 += chunk) {
       const int64_t nq = std::min(chunk, data.size() - q0);
@@ -511,17 +691,21 @@ AlignEvalReport evaluate_align(AlignModel& model, const AlignDataset& data, cons
         const int64_t truth = lib_index.at(s.entry);
         const std::vector<float> row(scores.begin() + i * L, scores.begin() + (i + 1) * L);
         rep.library.add(rank_of(row, truth));
-        const std::string& f = dataset.entries[static_cast<size_t>(s.entry)].mol.formula;
-        auto it = f.empty() ? by_formula.end() : by_formula.find(f);
-        if (it == by_formula.end() || it->second.size() < 2) continue;
+        const std::vector<int64_t>* group = isomer_group(s);
+        if (!group) continue;
         std::vector<float> iso;
         int64_t pos = -1;
-        for (int64_t k : it->second) {
+        iso_entries.clear();
+        for (int64_t k : *group) {
           if (k == truth) pos = static_cast<int64_t>(iso.size());
           iso.push_back(row[k]);
+          iso_entries.push_back(lib_entries[static_cast<size_t>(k)]);
         }
         rep.isomer.add(rank_of(iso, pos));
-        isomer_formulas.insert(f);
+        isomer_formulas.insert(dataset.entries[static_cast<size_t>(s.entry)].mol.formula);
+        if (rep.predict_evaluated)
+          rep.isomer_predict.add(predict_scores(s, iso_entries, iso_predict) ? rank_by(iso_predict, pos)
+                                                                              : static_cast<int64_t>(iso.size()));
       }
     }
     rep.isomer_groups = static_cast<int64_t>(isomer_formulas.size());
@@ -532,12 +716,7 @@ AlignEvalReport evaluate_align(AlignModel& model, const AlignDataset& data, cons
   for (int64_t i = 0; i < data.size(); ++i)
     if (data.sample(i).has_pairs()) with_pairs.push_back(i);
   std::vector<std::vector<double>> predicted;  // (with_pairs) 13C predictions of the paired carbons
-  if (o.shift_model) {
-    if (!o.shift_model->model) throw Error("eval align: the shift model is not loaded");
-    if (o.shift_batch < 1) throw Error("eval align: shift-model batch size must be >= 1");
-    predicted = predict_paired_carbons(*o.shift_model, data, dataset, with_pairs, o.shift_batch);
-    rep.predict_evaluated = true;
-  }
+  if (rep.predict_evaluated) predicted = predict_paired_carbons(*o.shift_model, data, dataset, with_pairs, o.shift_batch);
   const double scale = model.config().logit_scale;
   for (size_t k = 0; k < with_pairs.size(); ++k) {
     const int64_t i = with_pairs[k];
@@ -590,9 +769,23 @@ std::string AlignEvalReport::table() const {
   };
   row("in groups of " + std::to_string(group_size) + " (" + std::to_string(groups) + " groups)", in_group);
   row("  structure -> spectrum, same groups", in_group_reverse);
+  if (predict_evaluated) {
+    row("shift predictor, groups of " + std::to_string(group_size), in_group_predict);
+    row("align top-10 re-ranked by shift predictor", in_group_rerank);
+  }
   if (library_size > 0) {
     row("library of " + std::to_string(library_size) + " molecules", library);
     row("isomers (same formula; " + std::to_string(isomer_groups) + " formulas with >= 2)", isomer);
+    if (predict_evaluated) row("shift predictor, isomers", isomer_predict);
+  }
+  if (predict_evaluated) {
+    std::snprintf(line, sizeof line,
+                  "  (shift predictor: %lld molecules predicted, solvent unknown; %.3g ppm per class without a peak",
+                  static_cast<long long>(predict_candidates), unmatched_penalty);
+    s << line;
+    if (predict_unpredicted > 0) s << "; " << predict_unpredicted << " without 3-D coordinates ranked last";
+    if (predict_unscorable > 0) s << "; " << predict_unscorable << " unusable peak lists ranked last";
+    s << ")\n";
   }
   std::snprintf(line, sizeof line, "%-44s %8s %8s %10s %10s\n", "peak assignment", "mols", "peaks", "acc/mol",
                 "fully right");
@@ -647,6 +840,13 @@ std::string AlignEvalReport::to_json() const {
     j["assignment_predict_optimal_by_carbons"] = by_size_json(assignment_predict_by_size);
     j["assignment_predict_skipped"] = predict_skipped;
     j["assignment_predict_13c_mae"] = predict_error.n ? json(predict_error.mae()) : json(nullptr);
+    j["in_group_predict"] = topk_json(in_group_predict);
+    j["in_group_align_top10_reranked_by_predict"] = topk_json(in_group_rerank);
+    if (library_size > 0) j["isomer_predict"] = topk_json(isomer_predict);
+    j["predict_unmatched_penalty_ppm"] = unmatched_penalty;
+    j["predict_candidates"] = predict_candidates;
+    j["predict_candidates_without_3d"] = predict_unpredicted;
+    j["predict_unscorable_queries"] = predict_unscorable;
   }
   return j.dump(2);
 }

@@ -37,6 +37,23 @@
 //                 coordinates), averaged over each class, and the L1 cost |predicted - peak|; this is
 //                 `larmor assign --method predict` on the test molecules.
 //     So the three methods are scored on the same peaks by the same rule (correct_assignments).
+//   - Retrieval by the shift predictor (only with AlignEvalOptions::shift_model): a second, independent way
+//     to rank candidate structures for a spectrum, by how well the candidate's predicted 13C spectrum explains
+//     the observed peak list (fit_predicted_spectrum). The query is the sample's molecule-level distinct peak
+//     list (AlignSample input.peak_ppm / peak_multiplicity, class 4 = unknown); the candidate is every carbon
+//     of the dataset entry grouped by Atom::symmetry_class, each class predicted at the mean of its atoms'
+//     predictions. The peaks are assigned to the classes optimally (chem::assign_peaks: L1 on the predicted
+//     shift, multiplicity a hard constraint with its own fallback) and
+//       score = -(sum of the matched |predicted - observed| + u * number of classes that got no peak).
+//     A distinct peak list merges accidentally coincident classes, so an empty class is possible, but each
+//     costs u ppm (AlignEvalOptions::unmatched_penalty; how u was chosen is written there). More peaks than
+//     carbons: the candidate is impossible (score -infinity). Ranks as rank_of (strictly greater scores ahead).
+//     Three rows: the in-group task (the same groups and queries as the alignment model's), the isomer task
+//     (the same formula groups and queries), and the alignment model's in-group top 10 re-ordered by this
+//     score (the rest keep their alignment order behind them). Every molecule that appears as a candidate is
+//     predicted once, from its prepared 3-D structure, with the solvent UNKNOWN: one prediction then serves
+//     every query, and the candidate entry's own solvent would tell the true candidate apart (it is the
+//     query's solvent only for the true one).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -47,6 +64,7 @@
 #include <vector>
 
 #include "chem/align_data.h"
+#include "chem/assignment.h"
 #include "chem/dataset.h"
 #include "chem/shift_training.h"
 #include "chem/train_run.h"
@@ -147,6 +165,45 @@ std::vector<int32_t> assign_peaks_optimal_by_shifts(const std::vector<double>& c
                                                     const std::vector<int32_t>& carbon_class,
                                                     const std::vector<int32_t>& carbon_multiplicity);
 
+// The shift model's 13C prediction (ppm) for every atom of each listed dataset entry (indices into
+// Dataset::entries), from the prepared 3-D structures: the featurize tokens/coordinates `larmor predict` feeds,
+// padded batches of similar size, eval mode, no gradients. result[k] has one value per atom of entries[k] (the
+// 13C head's output; only the carbons' values mean anything), or is empty when that molecule has no 3-D
+// coordinates. solvent: fed to a solvent-conditioned model (ignored by one without); nullopt: each entry's
+// own solvent. Throws larmor::Error for a model without a 13C head, an entry out of range, batch_size < 1.
+std::vector<std::vector<double>> predict_13c_shifts(LoadedShiftModel& shift, const Dataset& dataset,
+                                                    const std::vector<int64_t>& entries,
+                                                    std::optional<Solvent> solvent, int64_t batch_size);
+
+// The molecule's carbon classes (chem::carbon_classes: by Atom::symmetry_class, attached H of the class)
+// with predicted_ppm = the mean of atom_ppm over the class's atoms. atom_ppm: one value per atom of mol.
+// Throws larmor::Error when the lengths differ or the molecule has no carbon.
+std::vector<CarbonClass> predicted_carbon_classes(const Molecule& mol, const std::vector<double>& atom_ppm);
+
+// How well a candidate's predicted carbon classes explain an observed distinct 13C peak list (see the top of
+// this file): the optimal assignment of the peaks to the classes (chem::assign_peaks, L1 cost on
+// predicted_ppm, multiplicity a hard constraint with its fallback), its summed |predicted - observed| and the
+// number of classes left without a peak. possible = false (score -infinity) when there are more peaks than
+// carbons, no class, or assign_peaks rejects the list.
+struct PredictedSpectrumFit {
+  bool possible = false;
+  double error = 0;               // sum over the peaks of |class predicted_ppm - peak ppm|
+  int32_t unmatched_classes = 0;  // classes that got no peak
+  double score(double unmatched_penalty) const;  // -(error + penalty * unmatched_classes), or -infinity
+};
+PredictedSpectrumFit fit_predicted_spectrum(const std::vector<Peak>& peaks, const std::vector<CarbonClass>& classes);
+
+// The peaks of an AlignSample's molecule-level spectrum as chem::Peak: class 0..3 -> that many attached H,
+// class 4 (or anything else) -> unknown multiplicity. Throws larmor::Error when the lengths differ.
+std::vector<Peak> sample_peaks(const std::vector<float>& peak_ppm, const std::vector<int32_t>& peak_multiplicity);
+
+// Rank of candidate `truth` after re-ranking the top k by a second score: candidates are ordered by `first`
+// (higher first; among equal scores the truth first, then lower index), the first k of that order are
+// re-ordered by `second` and the rest keep their place. If the truth is among the first k its rank is
+// 1 + the number of those k with a strictly greater second score (rank_of semantics); else its rank in the
+// first order (= rank_of(first, truth)). Throws larmor::Error on different lengths or truth out of range.
+int64_t reranked_rank(const std::vector<float>& first, const std::vector<double>& second, int64_t truth, int64_t k);
+
 struct AssignmentStats {
   int64_t molecules = 0, peaks = 0, correct_peaks = 0, fully_right = 0;
   double accuracy_sum = 0;  // sum over molecules of the molecule's accuracy
@@ -165,6 +222,12 @@ struct AlignEvalOptions {
   // Solvent: the entry's solvent when the model is solvent-conditioned, else unknown.
   LoadedShiftModel* shift_model = nullptr;
   int64_t shift_batch = 32;  // molecules per shift-model forward
+  // u of the shift-predictor retrieval score (ppm per carbon class that gets no peak; see the top of this
+  // file). Chosen from {2, 5, 10, 20} on the VALID split of data/nmrshiftdb2.safetensors (3,328 queries in
+  // 26 groups of 128, models/larmor-shift-small.safetensors, runs/align1 for the groups) by the in-group
+  // top-1: 2 -> 89.3 %, 5 -> 92.4 % (3,076 right), 10 -> 92.4 % (3,075), 20 -> 90.4 %; 5 also had the best
+  // top-5 (98.3 %) and top-10 (99.2 %).
+  double unmatched_penalty = 5.0;
 };
 
 struct AlignEvalReport {
@@ -189,6 +252,14 @@ struct AlignEvalReport {
   ErrorStats predict_error;     // the shift model's per-carbon 13C error (ppm) on that row's carbons
   AssignmentStats assignment_predict;
   std::map<std::string, AssignmentStats> assignment_predict_by_size;
+  // retrieval by the shift predictor's score (only when predict_evaluated)
+  double unmatched_penalty = 0;    // u used
+  TopKStats in_group_predict;      // same groups and queries as in_group
+  TopKStats in_group_rerank;       // the alignment model's in-group top 10 re-ordered by the shift-predictor score
+  TopKStats isomer_predict;        // same formula groups and queries as isomer (library only)
+  int64_t predict_candidates = 0;  // distinct molecules predicted for these rows
+  int64_t predict_unpredicted = 0; // of them without 3-D coordinates (impossible candidates)
+  int64_t predict_unscorable = 0;  // query rankings (per row) whose peak list assign_peaks rejects: ranked last
   std::string table() const;
   std::string to_json() const;
 };

@@ -148,8 +148,12 @@ void add_eval_align(CLI::App& eval) {
   cmd->add_option("--library", e->library, "rank against all prepared molecules too: on or off")->capture_default_str();
   cmd->add_option("--shift-model", e->shift_model,
                   "shift-model checkpoint: adds the peak-assignment row 'shift predictor + optimal' (the shift "
-                  "model's 13C predictions + the optimal assignment, as `larmor assign --method predict`); "
-                  "default: none, the row is left out");
+                  "model's 13C predictions + the optimal assignment, as `larmor assign --method predict`) and "
+                  "retrieval by the predicted spectrum (in groups, align top-10 re-ranked, isomers); "
+                  "default: none, those rows are left out");
+  cmd->add_option("--unmatched-penalty", e->o.unmatched_penalty,
+                  "shift-predictor retrieval: ppm added to a candidate's error per carbon class that gets no peak")
+      ->capture_default_str();
   cmd->add_option("--threads", e->threads, "CPU threads (0: default)")->capture_default_str();
   cmd->callback([e] { run_eval_align(*e); });
 }
