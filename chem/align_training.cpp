@@ -564,6 +564,9 @@ AlignEvalReport evaluate_align(AlignModel& model, const AlignDataset& data, cons
       throw Error("eval align: the unmatched-class penalty must be a finite number >= 0 (ppm)");
     rep.predict_evaluated = true;
     rep.unmatched_penalty = o.unmatched_penalty;
+    if (!(o.combine_weight >= 0) || std::isinf(o.combine_weight))
+      throw Error("eval align: the combine weight must be finite and >= 0, got " + std::to_string(o.combine_weight));
+    rep.combine_weight = o.combine_weight;
   }
   const auto groups = align_eval_groups(data.size(), o.group_size, o.seed);
 
@@ -650,7 +653,13 @@ AlignEvalReport evaluate_align(AlignModel& model, const AlignDataset& data, cons
       if (predict_scores(data.sample(group[i]), group_entries, predict_row)) {
         rep.in_group_predict.add(rank_by(predict_row, i));
         rep.in_group_rerank.add(reranked_rank(row, predict_row, i, kRerankTop));
+        if (o.combine_weight > 0) {
+          std::vector<double> comb(predict_row);
+          for (int64_t j = 0; j < G; ++j) comb[j] += o.combine_weight * model.config().logit_scale * row[j];
+          rep.in_group_combined.add(rank_by(comb, i));
+        }
       } else {
+        if (o.combine_weight > 0) rep.in_group_combined.add(G);
         rep.in_group_predict.add(G);
         rep.in_group_rerank.add(rank_of(row, i));  // nothing to re-rank with: the alignment order
       }
@@ -703,9 +712,15 @@ AlignEvalReport evaluate_align(AlignModel& model, const AlignDataset& data, cons
         }
         rep.isomer.add(rank_of(iso, pos));
         isomer_formulas.insert(dataset.entries[static_cast<size_t>(s.entry)].mol.formula);
-        if (rep.predict_evaluated)
-          rep.isomer_predict.add(predict_scores(s, iso_entries, iso_predict) ? rank_by(iso_predict, pos)
-                                                                              : static_cast<int64_t>(iso.size()));
+        if (rep.predict_evaluated) {
+          const bool ok = predict_scores(s, iso_entries, iso_predict);
+          rep.isomer_predict.add(ok ? rank_by(iso_predict, pos) : static_cast<int64_t>(iso.size()));
+          if (o.combine_weight > 0) {
+            if (ok)
+              for (size_t k = 0; k < iso.size(); ++k) iso_predict[k] += o.combine_weight * model.config().logit_scale * iso[k];
+            rep.isomer_combined.add(ok ? rank_by(iso_predict, pos) : static_cast<int64_t>(iso.size()));
+          }
+        }
       }
     }
     rep.isomer_groups = static_cast<int64_t>(isomer_formulas.size());
@@ -772,11 +787,13 @@ std::string AlignEvalReport::table() const {
   if (predict_evaluated) {
     row("shift predictor, groups of " + std::to_string(group_size), in_group_predict);
     row("align top-10 re-ranked by shift predictor", in_group_rerank);
+    if (combine_weight > 0) row("alignment + shift predictor, groups", in_group_combined);
   }
   if (library_size > 0) {
     row("library of " + std::to_string(library_size) + " molecules", library);
     row("isomers (same formula; " + std::to_string(isomer_groups) + " formulas with >= 2)", isomer);
     if (predict_evaluated) row("shift predictor, isomers", isomer_predict);
+    if (predict_evaluated && combine_weight > 0) row("alignment + shift predictor, isomers", isomer_combined);
   }
   if (predict_evaluated) {
     std::snprintf(line, sizeof line,
@@ -842,6 +859,11 @@ std::string AlignEvalReport::to_json() const {
     j["assignment_predict_13c_mae"] = predict_error.n ? json(predict_error.mae()) : json(nullptr);
     j["in_group_predict"] = topk_json(in_group_predict);
     j["in_group_align_top10_reranked_by_predict"] = topk_json(in_group_rerank);
+    if (combine_weight > 0) {
+      j["combine_weight_ppm_per_nat"] = combine_weight;
+      j["in_group_combined"] = topk_json(in_group_combined);
+      if (library_size > 0) j["isomer_combined"] = topk_json(isomer_combined);
+    }
     if (library_size > 0) j["isomer_predict"] = topk_json(isomer_predict);
     j["predict_unmatched_penalty_ppm"] = unmatched_penalty;
     j["predict_candidates"] = predict_candidates;

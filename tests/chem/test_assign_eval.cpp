@@ -326,6 +326,27 @@ TEST_CASE("eval align: retrieval by the shift predictor finds the molecule whose
   CHECK(js.find("\"in_group_predict\"") != std::string::npos);
   CHECK(js.find("\"isomer_predict\"") != std::string::npos);
 
+  // the combined score (predictor + w x alignment logit): w -> 0 ranks as the predictor; a huge w ranks as the
+  // alignment model among the candidates that can explain the peaks (impossible ones stay last, which only
+  // helps a possible truth); w = 0 leaves the rows out
+  CHECK(rep.combine_weight == 1.0);  // the default
+  CHECK(table.find("alignment + shift predictor, groups") != std::string::npos);
+  AlignEvalOptions tiny_w = o, huge_w = o, off = o;
+  tiny_w.combine_weight = 1e-9;
+  huge_w.combine_weight = 1e9;
+  off.combine_weight = 0;
+  const AlignEvalReport rt = evaluate_align(align, test_split, ds, tiny_w);
+  CHECK(rt.in_group_combined.top1 == rep.in_group_predict.top1);
+  CHECK(rt.in_group_combined.top5 == rep.in_group_predict.top5);
+  CHECK(rt.isomer_combined.top1 == rep.isomer_predict.top1);
+  const AlignEvalReport rh = evaluate_align(align, test_split, ds, huge_w);
+  CHECK(rh.in_group_combined.top1 >= rep.in_group.top1);
+  CHECK(rh.in_group_combined.top5 >= rep.in_group.top5);
+  CHECK(rh.isomer_combined.top1 == rep.isomer.top1);  // both isomers can explain each other's peaks
+  CHECK(evaluate_align(align, test_split, ds, off).table().find("alignment + shift predictor") == std::string::npos);
+  off.combine_weight = -1;
+  CHECK_THROWS_AS(evaluate_align(align, test_split, ds, off), Error);
+
   // the same scores from the public pieces: the truth scores ~0 (its own predictions) and every other
   // molecule strictly less; a structure with fewer carbons than peaks scores -infinity
   const std::vector<int64_t> entries = {0, 1, 2, 3, 4, 5, 6};

@@ -154,6 +154,10 @@ void add_eval_align(CLI::App& eval) {
   cmd->add_option("--unmatched-penalty", e->o.unmatched_penalty,
                   "shift-predictor retrieval: ppm added to a candidate's error per carbon class that gets no peak")
       ->capture_default_str();
+  cmd->add_option("--combine-weight", e->o.combine_weight,
+                  "with --shift-model: also rank by shift-predictor score + this (ppm per nat) x the alignment logit "
+                  "(0: off; 1 was chosen on the valid split)")
+      ->capture_default_str();
   cmd->add_option("--threads", e->threads, "CPU threads (0: default)")->capture_default_str();
   cmd->callback([e] { run_eval_align(*e); });
 }
