@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "chem/align_data.h"
+#include "chem/align_training.h"
 #include "engine/error.h"
 
 namespace larmor::chem {
@@ -469,6 +470,47 @@ RetrievalResult search_align_index(const AlignIndex& index, const std::vector<fl
   return r;
 }
 
+// ---- re-ranking ----
+void rerank_retrieval(RetrievalResult& r, const AlignIndex& index, const std::vector<Peak>& peaks,
+                      const CandidateClassesFn& classes_of, int64_t rerank_top, int64_t top, double unmatched_penalty,
+                      double combine_weight, const std::function<void(const std::string&)>& warn) {
+  if (rerank_top < 1) throw Error("retrieve: --rerank-top must be >= 1, got " + std::to_string(rerank_top));
+  if (top < 1) throw Error("retrieve: --top must be >= 1, got " + std::to_string(top));
+  if (!(unmatched_penalty >= 0) || !(combine_weight >= 0))
+    throw Error("retrieve: re-ranking needs unmatched_penalty >= 0 and combine_weight >= 0");
+  // distinct (ppm, multiplicity) pairs, ascending: the list the fit was evaluated on
+  std::vector<Peak> distinct = peaks;
+  std::sort(distinct.begin(), distinct.end(),
+            [](const Peak& a, const Peak& b) { return a.shift < b.shift || (a.shift == b.shift && a.mult < b.mult); });
+  distinct.erase(std::unique(distinct.begin(), distinct.end(),
+                             [](const Peak& a, const Peak& b) { return a.shift == b.shift && a.mult == b.mult; }),
+                 distinct.end());
+  const size_t n = std::min(r.hits.size(), static_cast<size_t>(rerank_top));
+  for (size_t k = 0; k < n; ++k) {
+    RetrievalHit& h = r.hits[k];
+    const AlignIndexMolecule& m = index.molecules.at(static_cast<size_t>(h.molecule));
+    h.reranked = true;
+    h.combined_score = -std::numeric_limits<double>::infinity();
+    std::vector<CarbonClass> classes;
+    try {
+      classes = classes_of(m);
+    } catch (const std::exception& e) {
+      if (warn) warn(m.id + " (" + m.smiles + "): " + e.what() + "; ranked last");
+      continue;
+    }
+    const PredictedSpectrumFit fit = fit_predicted_spectrum(distinct, classes);
+    if (!fit.possible) continue;
+    h.fit_error_ppm = fit.error;
+    h.unmatched_classes = fit.unmatched_classes;
+    h.combined_score = fit.score(unmatched_penalty) + combine_weight * h.score;
+  }
+  std::stable_sort(r.hits.begin(), r.hits.begin() + static_cast<std::ptrdiff_t>(n),
+                   [](const RetrievalHit& a, const RetrievalHit& b) { return a.combined_score > b.combined_score; });
+  if (r.hits.size() > static_cast<size_t>(top)) r.hits.resize(static_cast<size_t>(top));
+  for (size_t k = 0; k < r.hits.size(); ++k) r.hits[k].rank = static_cast<int64_t>(k) + 1;
+  r.reranked = static_cast<int64_t>(n);
+}
+
 // ---- output ----
 std::string format_retrieval_table(const RetrievalResult& r, const AlignIndex& index, const std::string& query_name) {
   std::ostringstream s;
@@ -477,27 +519,52 @@ std::string format_retrieval_table(const RetrievalResult& r, const AlignIndex& i
   s << "\n";
   if (r.hits.empty()) return s.str();
   char line[512];
-  std::snprintf(line, sizeof line, "%5s %9s %9s %10s  %-14s %-24s %s\n", "rank", "score", "prob", "mass", "formula",
-                "name", "smiles");
+  const bool reranked = r.reranked > 0;
+  std::snprintf(line, sizeof line, "%5s %9s %9s ", "rank", "score", "prob");
+  s << line;
+  if (reranked) {
+    std::snprintf(line, sizeof line, "%9s %8s %4s ", "combined", "fit_ppm", "unm");
+    s << line;
+  }
+  std::snprintf(line, sizeof line, "%10s  %-14s %-24s %s\n", "mass", "formula", "name", "smiles");
   s << line;
   for (const RetrievalHit& h : r.hits) {
     const AlignIndexMolecule& m = index.molecules[static_cast<size_t>(h.molecule)];
     std::string name = m.name.empty() ? m.id : m.name;
     if (name.size() > 24) name = name.substr(0, 23) + "~";  // full names are in the csv/json output
-    std::snprintf(line, sizeof line, "%5lld %9.4f %9.3g %10s  %-14s %-24s ", static_cast<long long>(h.rank), h.score,
-                  h.probability, std::isnan(m.mass) ? "-" : fmt("%.4f", m.mass).c_str(), m.formula.c_str(), name.c_str());
+    std::snprintf(line, sizeof line, "%5lld %9.4f %9.3g ", static_cast<long long>(h.rank), h.score, h.probability);
+    s << line;
+    if (reranked) {
+      std::snprintf(line, sizeof line, "%9s %8s %4s ", h.reranked ? fmt("%.3f", h.combined_score).c_str() : "-",
+                    std::isnan(h.fit_error_ppm) ? "-" : fmt("%.2f", h.fit_error_ppm).c_str(),
+                    h.unmatched_classes < 0 ? "-" : std::to_string(h.unmatched_classes).c_str());
+      s << line;
+    }
+    std::snprintf(line, sizeof line, "%10s  %-14s %-24s ", std::isnan(m.mass) ? "-" : fmt("%.4f", m.mass).c_str(),
+                  m.formula.c_str(), name.c_str());
     s << line << m.smiles << "\n";
   }
   return s.str();
 }
 
 std::string format_retrieval_csv(const RetrievalResult& r, const AlignIndex& index) {
-  std::string s = "rank,score,probability,id,name,smiles,formula,mass\n";
+  const bool reranked = r.reranked > 0;
+  std::string s = "rank,score,probability,id,name,smiles,formula,mass";
+  s += reranked ? ",combined_score,fit_error_ppm,unmatched_classes\n" : "\n";
   for (const RetrievalHit& h : r.hits) {
     const AlignIndexMolecule& m = index.molecules[static_cast<size_t>(h.molecule)];
     s += std::to_string(h.rank) + "," + fmt("%.6f", h.score) + "," + fmt("%.6g", h.probability) + "," + csv_field(m.id) +
          "," + csv_field(m.name) + "," + csv_field(m.smiles) + "," + csv_field(m.formula) + "," +
-         (std::isnan(m.mass) ? std::string() : fmt("%.5f", m.mass)) + "\n";
+         (std::isnan(m.mass) ? std::string() : fmt("%.5f", m.mass));
+    if (reranked) {  // a candidate that could not be scored: combined "-inf", the fit fields empty
+      s += ',';
+      if (h.reranked) s += fmt("%.6f", h.combined_score);
+      s += ',';
+      if (!std::isnan(h.fit_error_ppm)) s += fmt("%.4f", h.fit_error_ppm);
+      s += ',';
+      if (h.unmatched_classes >= 0) s += std::to_string(h.unmatched_classes);
+    }
+    s += "\n";
   }
   return s;
 }
@@ -516,9 +583,17 @@ std::string format_retrieval_json(const RetrievalResult& r, const AlignIndex& in
                     {"smiles", m.smiles},
                     {"formula", m.formula},
                     {"mass", std::isnan(m.mass) ? ojson(nullptr) : ojson(m.mass)}});
+    if (r.reranked > 0) {  // JSON has no infinity: an unscored candidate's combined score is null
+      ojson& o = hits.back();
+      o["combined_score"] = std::isfinite(h.combined_score) ? ojson(h.combined_score) : ojson(nullptr);
+      o["fit_error_ppm"] = std::isnan(h.fit_error_ppm) ? ojson(nullptr) : ojson(h.fit_error_ppm);
+      o["unmatched_classes"] = h.unmatched_classes < 0 ? ojson(nullptr) : ojson(h.unmatched_classes);
+    }
   }
-  return ojson{{"query", query_name}, {"library", r.library}, {"candidates", r.candidates}, {"hits", hits}}.dump(
-      2, ' ', false, ojson::error_handler_t::replace);
+  ojson out{{"query", query_name}, {"library", r.library}, {"candidates", r.candidates}};
+  if (r.reranked > 0) out["reranked"] = r.reranked;
+  out["hits"] = hits;
+  return out.dump(2, ' ', false, ojson::error_handler_t::replace);
 }
 
 }  // namespace larmor::chem

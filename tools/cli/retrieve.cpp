@@ -6,16 +6,25 @@
 //   larmor index --model ALIGN.safetensors (--library lib.smi|lib.sdf | --data prepared.safetensors) --out lib.index
 //   larmor retrieve --model ALIGN.safetensors --peaks FILE (--index lib.index | --library lib.smi|sdf)
 //                   [--top 10] [--formula C9H10O2] [--mass 150.07 --mass-tol 0.5] [--format table|csv|json]
+//                   [--rerank-model SHIFT.safetensors [--rerank-top 50] [--solvent CDCl3]]
 //
+// --rerank-model re-orders the alignment model's top hits by the combination `larmor eval align` measured
+// best (chem::rerank_retrieval): each candidate is built from its SMILES with Open Babel, given a conformer
+// and 13C shifts by the shift model (ShiftPredictor), and scored by how well those shifts explain the peak
+// list plus the alignment logit. One candidate at a time: a few tens of conformers and forwards, and a
+// candidate that fails is reported and ranked last instead of stopping the search.
 // The peak list is read and checked before the model or library is loaded, so a bad list fails fast with
 // its file and line. --timing prints the time of each phase on stderr (loading, query, search).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "chem/align_index.h"
 #include "chem/align_training.h"
@@ -27,6 +36,8 @@
 
 #ifdef LARMOR_WITH_OPENBABEL
 #include "chem/ob_align_index.h"
+#include "chem/ob_molecule.h"
+#include "chem/ob_predict.h"
 #endif
 
 namespace larmor::cli {
@@ -103,12 +114,57 @@ void run_index(const IndexArgs& a) {
 }
 
 struct RetrieveArgs {
-  std::string model, peaks, index, library, formula, format = "table";
-  int64_t top = 10, batch = 256;
+  std::string model, peaks, index, library, formula, format = "table", rerank_model, solvent = "unknown";
+  int64_t top = 10, batch = 256, rerank_top = 50;
   double mass = NAN, mass_tol = 0.5;
   bool timing = false;
   int threads = 0;
 };
+
+chem::Solvent solvent_arg(const std::string& s) {
+  if (const std::optional<chem::Solvent> v = chem::parse_solvent_flag(s)) return *v;
+  throw Error("retrieve: unknown solvent '" + s + "' (CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6, other or unknown)");
+}
+
+#ifdef LARMOR_WITH_OPENBABEL
+// The candidate's carbon classes with the shift model's 13C predictions (per-atom values, averaged per class
+// by predicted_carbon_classes as in evaluate_align). Throws larmor::Error when the SMILES or the prediction fails.
+std::vector<chem::CarbonClass> predicted_classes_of(ShiftPredictor& predictor, const chem::AlignIndexMolecule& m,
+                                              chem::Solvent solvent) {
+  NucleusSet c13{};
+  c13[static_cast<size_t>(chem::Nucleus::C13)] = true;
+  const chem::Molecule mol = chem::molecule_from_smiles(m.smiles, m.id);
+  const ShiftPrediction p = predictor.predict(mol, solvent, c13);
+  std::vector<double> atom_ppm(static_cast<size_t>(p.molecule.num_atoms()), NAN);  // (atoms) 13C values on carbons
+  for (const AtomShift& s : p.atoms)
+    if (s.nucleus == chem::Nucleus::C13) atom_ppm[static_cast<size_t>(s.atom)] = s.raw_ppm;
+  return chem::predicted_carbon_classes(p.molecule, atom_ppm);
+}
+#endif
+
+// Re-orders the first rerank_top hits with the shift model (see the top of this file).
+void rerank_hits(const RetrieveArgs& a, chem::RetrievalResult& r, const chem::AlignIndex& index,
+                 const std::vector<chem::Peak>& peaks) {
+#ifdef LARMOR_WITH_OPENBABEL
+  const chem::Solvent solvent = solvent_arg(a.solvent);
+  std::optional<ShiftPredictor> loaded;
+  try {
+    loaded.emplace(a.rerank_model);
+  } catch (const Error& e) {
+    throw Error("retrieve: --rerank-model '" + a.rerank_model + "' is not a usable shift model: " + e.what());
+  }
+  ShiftPredictor& predictor = *loaded;
+  if (!predictor.available_nuclei()[static_cast<size_t>(chem::Nucleus::C13)])
+    throw Error("retrieve: --rerank-model '" + a.rerank_model + "' has no 13C head");
+  const chem::AlignEvalOptions evaluated;  // u and w as chosen for `larmor eval align`
+  chem::rerank_retrieval(
+      r, index, peaks, [&](const chem::AlignIndexMolecule& m) { return predicted_classes_of(predictor, m, solvent); },
+      a.rerank_top, a.top, evaluated.unmatched_penalty, evaluated.combine_weight,
+      [](const std::string& w) { std::fprintf(stderr, "larmor retrieve: warning: cannot re-rank %s\n", w.c_str()); });
+#else
+  (void)a, (void)r, (void)index, (void)peaks;  // refused in run_retrieve before anything is loaded
+#endif
+}
 
 void run_retrieve(const RetrieveArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
@@ -117,6 +173,16 @@ void run_retrieve(const RetrieveArgs& a) {
     throw Error("retrieve: --format must be table, csv or json");
   if (a.top < 1) throw Error("retrieve: --top must be >= 1");
   if (!(a.mass_tol >= 0)) throw Error("retrieve: --mass-tol must be >= 0");
+  const bool rerank = !a.rerank_model.empty();
+  if (rerank && a.rerank_top < 1) throw Error("retrieve: --rerank-top must be >= 1");
+  if (rerank) solvent_arg(a.solvent);  // a bad solvent fails before anything is loaded
+#ifndef LARMOR_WITH_OPENBABEL
+  if (rerank)
+    throw Error("retrieve: --rerank-model " + a.rerank_model +
+                " needs Open Babel 3 (install libopenbabel-dev and rebuild): candidates are rebuilt from their SMILES");
+#endif
+  if (rerank && !std::filesystem::exists(a.rerank_model))
+    throw Error("retrieve: no such --rerank-model '" + a.rerank_model + "'");
   chem::RetrievalFilter filter;
   if (!a.formula.empty()) {
     chem::parse_formula(a.formula);  // a bad formula fails before anything is loaded
@@ -142,17 +208,25 @@ void run_retrieve(const RetrieveArgs& a) {
   const double t_library = since(t);
 
   t = Clock::now();
-  const chem::RetrievalResult r = chem::search_align_index(index, query, model.config().logit_scale, a.top, filter);
+  chem::RetrievalResult r = chem::search_align_index(index, query, model.config().logit_scale,
+                                                     rerank ? std::max(a.top, a.rerank_top) : a.top, filter);
   const double t_search = since(t);
+
+  t = Clock::now();
+  if (rerank) rerank_hits(a, r, index, peaks);
+  const double t_rerank = since(t);
 
   std::string text;
   if (a.format == "table") text = chem::format_retrieval_table(r, index, a.peaks);
   else if (a.format == "csv") text = chem::format_retrieval_csv(r, index);
   else text = chem::format_retrieval_json(r, index, a.peaks) + "\n";
   std::fputs(text.c_str(), stdout);
-  if (a.timing)
-    std::fprintf(stderr, "larmor retrieve: model + query %.3f s, library %s %.3f s (%lld molecules), search %.4f s\n",
+  if (a.timing) {
+    std::fprintf(stderr, "larmor retrieve: model + query %.3f s, library %s %.3f s (%lld molecules), search %.4f s",
                  t_query, a.index.empty() ? "built" : "loaded", t_library, static_cast<long long>(index.size()), t_search);
+    if (rerank) std::fprintf(stderr, ", re-rank %.3f s (%lld candidates)", t_rerank, static_cast<long long>(r.reranked));
+    std::fprintf(stderr, "\n");
+  }
   if (r.candidates == 0) std::fprintf(stderr, "larmor retrieve: no library molecule passes the filters\n");
 }
 
@@ -184,6 +258,11 @@ void add_retrieve_command(CLI::App& app) {
   rc->add_option("--batch", ra->batch, "molecules per embedding batch (--library)")->capture_default_str();
   rc->add_flag("--timing", ra->timing, "print the time of each phase on stderr");
   rc->add_option("--threads", ra->threads, "CPU threads (0: default)")->capture_default_str();
+  rc->add_option("--rerank-model", ra->rerank_model,
+                 "shift-model checkpoint: re-order the top hits by predicted-spectrum fit + alignment score (Open Babel)");
+  rc->add_option("--rerank-top", ra->rerank_top, "alignment hits to re-rank with --rerank-model")->capture_default_str();
+  rc->add_option("--solvent", ra->solvent, "solvent fed to the --rerank-model (CDCl3, DMSO-d6, ..., unknown)")
+      ->capture_default_str();
   rc->callback([ra] { run_retrieve(*ra); });
 }
 

@@ -6,16 +6,20 @@
 // file round trip and the formula/mass filters are checked on the real library too.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <set>
 
 #include "chem/align_training.h"
 #include "chem/ob_assign.h"
 #include "chem/ob_align_index.h"
 #include "chem/ob_molecule.h"
+#include "chem/ob_predict.h"
 #include "engine/error.h"
 #include "tests/chem/peak_fixtures.h"
+#include "tests/chem/shift_fixtures.h"
 #include "tests/test_util.h"
 
 using namespace larmor;
@@ -204,4 +208,135 @@ TEST_CASE("retrieve: after a short training each fixture spectrum retrieves its 
   CHECK_THROWS_WITH_AS(assign_by_alignment(*m.model, fx.ds.entries[0].mol, peaks_of(too_many), chem::AssignOptions{}, "many.txt"),
                        doctest::Contains("many.txt"), Error);
   CHECK_THROWS_AS(assign_by_alignment(*m.model, fx.ds.entries[0].mol, {}, chem::AssignOptions{}, "empty.txt"), Error);
+}
+
+// `larmor retrieve --rerank-model`: chem::rerank_retrieval with the shift model as the CLI drives it (SMILES ->
+// Open Babel molecule -> ShiftPredictor -> predicted_carbon_classes). The query is the tiny shift model's own
+// 13C prediction for one library molecule (one peak per carbon class, with its H count), so that molecule
+// explains it with fit error 0 and no unmatched class, and every other molecule of the library fits worse;
+// the alignment model is untrained, so its order is arbitrary and only the re-ranking can put it first.
+TEST_CASE("retrieve: re-ranking with the shift model puts the molecule whose predicted spectrum is the query first") {
+  ShiftPredictor predictor(test::tiny_trained_model());
+  NucleusSet c13{};
+  c13[static_cast<size_t>(Nucleus::C13)] = true;
+  const auto classes_of = [&](const AlignIndexMolecule& m) {
+    const ShiftPrediction p = predictor.predict(molecule_from_smiles(m.smiles, m.id), Solvent::Unknown, c13);
+    std::vector<double> atom_ppm(static_cast<size_t>(p.molecule.num_atoms()), NAN);  // (atoms)
+    for (const AtomShift& a : p.atoms) atom_ppm[static_cast<size_t>(a.atom)] = a.raw_ppm;
+    return predicted_carbon_classes(p.molecule, atom_ppm);
+  };
+
+  const std::string lib = temp_root.file("rerank_lib.smi");
+  {
+    std::ofstream out(lib);
+    out << "CCO ethanol\nCCCCO butanol\nCC(C)O isopropanol\nCCOC methoxyethane\nCCCC butane\nCCCO propanol\n";
+  }
+  AlignModel align(AlignModelConfig::tiny(), 5);
+  const AlignIndex ix = build_align_index_from_library(align, lib);
+  REQUIRE(ix.size() == 6);
+  const int64_t target = 5;  // propanol
+  REQUIRE(ix.molecules[target].name == "propanol");
+
+  std::vector<Peak> peaks;  // the model's propanol spectrum, one peak per class, plus a repeat (used once)
+  for (const CarbonClass& c : classes_of(ix.molecules[target])) {
+    Peak p;
+    p.shift = c.predicted_ppm;
+    p.mult = static_cast<int8_t>(c.num_h);
+    peaks.push_back(p);
+  }
+  REQUIRE(peaks.size() == 3);
+  peaks.push_back(peaks[1]);
+  const std::vector<float> q = embed_peak_list(align, peaks, "propanol.txt");
+  const double scale = align.config().logit_scale;
+  const RetrievalResult aligned = search_align_index(ix, q, scale, 6);
+  REQUIRE(aligned.hits.size() == 6);
+  CHECK(aligned.reranked == 0);
+  CHECK_FALSE(aligned.hits[0].reranked);
+  CHECK(aligned.hits[0].molecule != target);  // this untrained model (seed 5) does not rank it first
+
+  const double u = AlignEvalOptions{}.unmatched_penalty, w = AlignEvalOptions{}.combine_weight;
+  const std::vector<Peak> distinct(peaks.begin(), peaks.begin() + 3);
+  for (double weight : {0.0, w}) {
+    CAPTURE(weight);
+    RetrievalResult r = aligned;
+    std::vector<std::string> warnings;
+    rerank_retrieval(r, ix, peaks, classes_of, 6, 6, u, weight, [&](const std::string& m) { warnings.push_back(m); });
+    CHECK(warnings.empty());
+    CHECK(r.reranked == 6);
+    REQUIRE(r.hits.size() == 6);
+    CHECK(r.hits[0].molecule == target);
+    CHECK(r.hits[0].fit_error_ppm == doctest::Approx(0.0).epsilon(1e-9));
+    CHECK(r.hits[0].unmatched_classes == 0);
+    std::set<int64_t> seen;
+    for (size_t k = 0; k < r.hits.size(); ++k) {
+      const RetrievalHit& h = r.hits[k];
+      CAPTURE(ix.molecules[static_cast<size_t>(h.molecule)].smiles);
+      CHECK(h.rank == static_cast<int64_t>(k) + 1);
+      CHECK(h.reranked);
+      seen.insert(h.molecule);
+      // the same hit as the alignment gave it, with combined = fit score + weight * alignment score
+      const auto same = std::find_if(aligned.hits.begin(), aligned.hits.end(),
+                                     [&](const RetrievalHit& a) { return a.molecule == h.molecule; });
+      REQUIRE(same != aligned.hits.end());
+      CHECK(h.score == same->score);
+      CHECK(h.probability == same->probability);
+      const double fit = fit_predicted_spectrum(distinct, classes_of(ix.molecules[static_cast<size_t>(h.molecule)])).score(u);
+      if (std::isinf(fit)) {
+        CHECK(std::isinf(h.combined_score));
+        CHECK(h.unmatched_classes == -1);
+      } else {
+        CHECK(h.combined_score == doctest::Approx(fit + weight * h.score));
+      }
+      if (k > 0) {
+        CHECK(h.combined_score <= r.hits[k - 1].combined_score);
+        if (weight == 0.0) CHECK(h.combined_score < r.hits[0].combined_score);  // no other molecule fits as well
+      }
+    }
+    CHECK(seen.size() == 6);
+  }
+
+  // only the first 2 alignment hits are re-ranked; the rest follow in their alignment order
+  RetrievalResult part = aligned;
+  rerank_retrieval(part, ix, peaks, classes_of, 2, 5, u, w);
+  CHECK(part.reranked == 2);
+  REQUIRE(part.hits.size() == 5);
+  CHECK(std::set<int64_t>{part.hits[0].molecule, part.hits[1].molecule} ==
+        std::set<int64_t>{aligned.hits[0].molecule, aligned.hits[1].molecule});
+  CHECK(part.hits[0].combined_score >= part.hits[1].combined_score);
+  for (size_t k = 2; k < 5; ++k) {
+    CHECK(part.hits[k].molecule == aligned.hits[k].molecule);
+    CHECK(part.hits[k].rank == static_cast<int64_t>(k) + 1);
+    CHECK_FALSE(part.hits[k].reranked);
+    CHECK(std::isnan(part.hits[k].combined_score));
+  }
+
+  // a candidate whose SMILES cannot be read is ranked last with a warning, never an exception
+  AlignIndex broken = ix;
+  broken.molecules[target].smiles = "C1CC";
+  RetrievalResult rb = aligned;
+  std::vector<std::string> warnings;
+  CHECK_NOTHROW(rerank_retrieval(rb, broken, peaks, classes_of, 6, 6, u, w,
+                                 [&](const std::string& m) { warnings.push_back(m); }));
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find("C1CC") != std::string::npos);
+  CHECK(rb.hits.back().molecule == target);
+  CHECK(rb.hits.back().combined_score == -std::numeric_limits<double>::infinity());
+
+  // the outputs carry the re-ranking numbers only when there are some
+  RetrievalResult r = aligned;
+  rerank_retrieval(r, ix, peaks, classes_of, 6, 3, u, w);
+  CHECK(r.hits.size() == 3);
+  const std::string table = format_retrieval_table(r, ix, "q"), csv = format_retrieval_csv(r, ix),
+                    js = format_retrieval_json(r, ix, "q");
+  CHECK(table.find("combined") != std::string::npos);
+  CHECK(table.find("propanol") != std::string::npos);
+  CHECK(csv.rfind("rank,score,probability,id,name,smiles,formula,mass,combined_score,fit_error_ppm,unmatched_classes\n1,",
+                  0) == 0);
+  CHECK(csv.find(",0.0000,0\n") != std::string::npos);  // the target: fit error 0, no unmatched class
+  CHECK(js.find("\"reranked\": 6") != std::string::npos);
+  CHECK(js.find("\"unmatched_classes\": 0") != std::string::npos);
+  CHECK(format_retrieval_table(aligned, ix, "q").find("combined") == std::string::npos);
+  CHECK(format_retrieval_csv(aligned, ix).find("combined") == std::string::npos);
+  CHECK(format_retrieval_json(aligned, ix, "q").find("reranked") == std::string::npos);
+  CHECK_THROWS_AS(rerank_retrieval(r, ix, peaks, classes_of, 0, 3, u, w), Error);
 }
