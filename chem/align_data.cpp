@@ -12,9 +12,16 @@
 #include "layers/module.h"
 
 namespace larmor::chem {
-namespace {
 
-// The distinct (ppm, class) pairs of a peak list, ascending ppm (then class).
+const char* align_spectrum_source_name(AlignSpectrumSource s) {
+  switch (s) {
+    case AlignSpectrumSource::Assigned: return "assigned";
+    case AlignSpectrumSource::PeakSet: return "peak set";
+    case AlignSpectrumSource::PartialAssigned: return "partial assigned";
+  }
+  return "?";
+}
+
 void set_distinct_peaks(AlignMoleculeInput& in, std::vector<std::pair<float, int32_t>> peaks) {
   std::sort(peaks.begin(), peaks.end());
   peaks.erase(std::unique(peaks.begin(), peaks.end()), peaks.end());
@@ -24,17 +31,6 @@ void set_distinct_peaks(AlignMoleculeInput& in, std::vector<std::pair<float, int
     in.peak_ppm.push_back(ppm);
     in.peak_multiplicity.push_back(cls);
   }
-}
-
-}  // namespace
-
-const char* align_spectrum_source_name(AlignSpectrumSource s) {
-  switch (s) {
-    case AlignSpectrumSource::Assigned: return "assigned";
-    case AlignSpectrumSource::PeakSet: return "peak set";
-    case AlignSpectrumSource::PartialAssigned: return "partial assigned";
-  }
-  return "?";
 }
 
 int32_t align_multiplicity_class(int num_h) {

@@ -54,6 +54,11 @@ const char* align_spectrum_source_name(AlignSpectrumSource s);  // "assigned", "
 // list's multiplicity (0..3, -1 or anything else: 4).
 int32_t align_multiplicity_class(int num_h);
 
+// The molecule-level spectrum as the model reads it: in.peak_ppm / peak_multiplicity = the distinct (ppm,
+// class) pairs of `peaks`, ascending ppm (then class). Training, the query embedding and the re-ranking fit
+// all read a peak list this way.
+void set_distinct_peaks(AlignMoleculeInput& in, std::vector<std::pair<float, int32_t>> peaks);
+
 // The graph part of an AlignMoleculeInput (node/edge arrays, no pairs, no peaks) and the node of every atom
 // (-1 for hydrogens). Throws larmor::Error naming the molecule when featurize rejects it.
 AlignMoleculeInput align_graph_input(const Molecule& mol, std::vector<int32_t>* atom_node = nullptr);

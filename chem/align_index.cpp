@@ -387,13 +387,8 @@ std::vector<float> embed_peak_list(AlignModel& model, const std::vector<Peak>& p
                   fmt("%g", lo) + " to " + fmt("%g", hi) + " ppm that the model reads");
     pairs.emplace_back(static_cast<float>(ppm), align_multiplicity_class(peaks[i].mult));
   }
-  std::sort(pairs.begin(), pairs.end());  // the training convention: distinct pairs, ascending
-  pairs.erase(std::unique(pairs.begin(), pairs.end()), pairs.end());
   AlignMoleculeInput query;  // no graph: only the spectrum tower reads this batch
-  for (const auto& [ppm, cls] : pairs) {
-    query.peak_ppm.push_back(ppm);
-    query.peak_multiplicity.push_back(cls);
-  }
+  set_distinct_peaks(query, std::move(pairs));
   const bool was_training = model.is_training();
   model.eval();
   std::vector<float> out;
@@ -478,7 +473,8 @@ void rerank_retrieval(RetrievalResult& r, const AlignIndex& index, const std::ve
   if (top < 1) throw Error("retrieve: --top must be >= 1, got " + std::to_string(top));
   if (!(unmatched_penalty >= 0) || !(combine_weight >= 0))
     throw Error("retrieve: re-ranking needs unmatched_penalty >= 0 and combine_weight >= 0");
-  // distinct (ppm, multiplicity) pairs, ascending: the list the fit was evaluated on
+  // distinct (ppm, multiplicity) pairs, ascending: the list the fit was evaluated on (kept in double: the
+  // fit's error is in the peaks' own precision)
   std::vector<Peak> distinct = peaks;
   std::sort(distinct.begin(), distinct.end(),
             [](const Peak& a, const Peak& b) { return a.shift < b.shift || (a.shift == b.shift && a.mult < b.mult); });

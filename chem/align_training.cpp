@@ -157,12 +157,11 @@ void check_block(const std::vector<float>& peak_ppm, const std::vector<int32_t>&
 }
 
 // The optimal peak -> carbon choice for a peaks x groups cost matrix (empty: the L1 cost on the groups'
-// predicted_ppm). Only the best map is needed, not its confidences, so the temperature is tiny: it only
-// scales confidences, and a tiny one lets assign_peaks prune every min-marginal solve by its dual bound.
+// predicted_ppm). Only the best map is needed, not its confidences.
 std::vector<int32_t> optimal_choice(const std::vector<Peak>& peaks, const CarbonGroups& groups,
                                     const std::vector<double>& cost, const std::string& name) {
   AssignOptions options;  // multiplicity as a hard constraint, default extra-peak penalty
-  options.temperature = 1e-9;
+  options.confidences = false;
   const PeakAssignmentResult r = assign_peaks(peaks, groups.classes, cost, options, name);
   std::vector<int32_t> choice(peaks.size(), 0);
   for (const PeakMatch& m : r.assignments.at(0).matches)
@@ -364,23 +363,11 @@ std::vector<std::vector<double>> predict_13c_shifts(LoadedShiftModel& shift, con
   std::vector<std::vector<double>> out(entries.size());
   for (size_t b0 = 0; b0 < inputs.size(); b0 += static_cast<size_t>(batch_size)) {
     const size_t b1 = std::min(inputs.size(), b0 + static_cast<size_t>(batch_size));
-    const int64_t B = static_cast<int64_t>(b1 - b0), N = inputs[b1 - 1].num_atoms + 2;  // sorted: the last is longest
-    std::vector<int32_t> tokens(static_cast<size_t>(B * N), 0), key_mask(static_cast<size_t>(B * N), 0);  // (B, N)
-    std::vector<int32_t> solvents(static_cast<size_t>(B), 0);                                               // (B)
-    std::vector<float> coords(static_cast<size_t>(B * N * 3), 0.0f);                                        // (B, N, 3)
-    ShiftBatch batch;
-    for (int64_t b = 0; b < B; ++b) {
-      const Input& in = inputs[b0 + static_cast<size_t>(b)];
-      std::copy(in.tokens.begin(), in.tokens.end(), tokens.begin() + b * N);
-      std::fill(key_mask.begin() + b * N, key_mask.begin() + b * N + in.num_atoms + 2, 1);
-      std::copy(in.coords.begin(), in.coords.end(), coords.begin() + b * N * 3);
-      solvents[static_cast<size_t>(b)] = in.solvent;
-      batch.entries.push_back(entries[in.slot]);
-    }
-    batch.tokens = Tensor::from_vector(tokens, {B, N});
-    batch.coords = Tensor::from_vector(coords, {B, N, 3});
-    batch.key_mask = Tensor::from_vector(key_mask, {B, N});
-    batch.solvent = Tensor::from_vector(solvents, {B});
+    std::vector<ShiftInputRow> rows;
+    for (size_t k = b0; k < b1; ++k)
+      rows.push_back({&inputs[k].tokens, &inputs[k].coords, inputs[k].solvent, entries[inputs[k].slot]});
+    const ShiftBatch batch = pad_shift_inputs(rows);
+    const int64_t B = batch.tokens.size(0), N = batch.tokens.size(1);  // (B, N): sorted, so little padding
     const std::vector<float> z = host_f32(model.forward(batch).shifts);  // (B, N, 4) standardised
     for (int64_t b = 0; b < B; ++b) {
       const Input& in = inputs[b0 + static_cast<size_t>(b)];
@@ -395,19 +382,6 @@ std::vector<std::vector<double>> predict_13c_shifts(LoadedShiftModel& shift, con
   return out;
 }
 
-std::vector<CarbonClass> predicted_carbon_classes(const Molecule& mol, const std::vector<double>& atom_ppm) {
-  if (atom_ppm.size() != static_cast<size_t>(mol.num_atoms()))
-    throw Error("predicted carbon classes: '" + mol.id + "' has " + std::to_string(mol.num_atoms()) + " atoms but " +
-                std::to_string(atom_ppm.size()) + " predictions");
-  std::vector<CarbonClass> classes = carbon_classes(mol);
-  for (CarbonClass& c : classes) {
-    double sum = 0;
-    for (int32_t atom : c.atoms) sum += atom_ppm[static_cast<size_t>(atom)];
-    c.predicted_ppm = sum / static_cast<double>(c.atoms.size());
-  }
-  return classes;
-}
-
 double PredictedSpectrumFit::score(double unmatched_penalty) const {
   if (!possible) return -std::numeric_limits<double>::infinity();
   return -(error + unmatched_penalty * static_cast<double>(unmatched_classes));
@@ -418,9 +392,8 @@ PredictedSpectrumFit fit_predicted_spectrum(const std::vector<Peak>& peaks, cons
   size_t carbons = 0;
   for (const CarbonClass& c : classes) carbons += c.atoms.size();
   if (classes.empty() || peaks.size() > carbons) return fit;  // impossible without asking the solver
-  // Only the best map is needed: a tiny temperature lets assign_peaks prune every min-marginal solve.
-  AssignOptions options;
-  options.temperature = 1e-9;
+  AssignOptions options;  // only the best map is needed
+  options.confidences = false;
   options.k_best = 1;
   PeakAssignmentResult r;
   try {

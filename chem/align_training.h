@@ -175,11 +175,6 @@ std::vector<std::vector<double>> predict_13c_shifts(LoadedShiftModel& shift, con
                                                     const std::vector<int64_t>& entries,
                                                     std::optional<Solvent> solvent, int64_t batch_size);
 
-// The molecule's carbon classes (chem::carbon_classes: by Atom::symmetry_class, attached H of the class)
-// with predicted_ppm = the mean of atom_ppm over the class's atoms. atom_ppm: one value per atom of mol.
-// Throws larmor::Error when the lengths differ or the molecule has no carbon.
-std::vector<CarbonClass> predicted_carbon_classes(const Molecule& mol, const std::vector<double>& atom_ppm);
-
 // How well a candidate's predicted carbon classes explain an observed distinct 13C peak list (see the top of
 // this file): the optimal assignment of the peaks to the classes (chem::assign_peaks, L1 cost on
 // predicted_ppm, multiplicity a hard constraint with its fallback), its summed |predicted - observed| and the

@@ -422,8 +422,8 @@ PeakAssignmentResult assign_peaks(const std::vector<Peak>& peaks, const std::vec
   // m(r, c) >= best + min over the class's slots of the reduced cost; classes whose bound is far beyond the
   // temperature get probability 0 without a solve.
   const double cutoff = 40.0 * options.temperature;
-  result.class_probability.assign(static_cast<size_t>(rows) * num_classes, 0.0);
-  for (int32_t r = 0; r < rows; ++r) {
+  if (options.confidences) result.class_probability.assign(static_cast<size_t>(rows) * num_classes, 0.0);
+  for (int32_t r = 0; r < rows && options.confidences; ++r) {
     std::vector<double> gap(num_classes, kForbiddenCost);
     for (int32_t c = 0; c < num_classes; ++c) {
       if (c == best->row_to_class[r]) {
@@ -470,14 +470,27 @@ PeakAssignmentResult assign_peaks(const std::vector<Peak>& peaks, const std::vec
       for (int32_t q = 0; q < rows; ++q)
         if (twin[q] == twin[r]) answer[m.row_to_class[q]] = 1;
       double conf = 0;
-      for (int32_t c = 0; c < num_classes; ++c)
+      for (int32_t c = 0; c < num_classes && options.confidences; ++c)
         if (answer[c]) conf += result.class_probability[static_cast<size_t>(r) * num_classes + c];
-      pm.confidence = std::clamp(conf, 0.0, 1.0);
+      pm.confidence = options.confidences ? std::clamp(conf, 0.0, 1.0) : std::numeric_limits<double>::quiet_NaN();
       a.matches.push_back(pm);
     }
     result.assignments.push_back(std::move(a));
   }
   return result;
+}
+
+std::vector<CarbonClass> predicted_carbon_classes(const Molecule& mol, const std::vector<double>& atom_ppm) {
+  if (atom_ppm.size() != static_cast<size_t>(mol.num_atoms()))
+    throw Error("predicted carbon classes: '" + mol.id + "' has " + std::to_string(mol.num_atoms()) + " atoms but " +
+                std::to_string(atom_ppm.size()) + " predictions");
+  std::vector<CarbonClass> classes = carbon_classes(mol);
+  for (CarbonClass& c : classes) {
+    double sum = 0;
+    for (int32_t atom : c.atoms) sum += atom_ppm[static_cast<size_t>(atom)];
+    c.predicted_ppm = sum / static_cast<double>(c.atoms.size());
+  }
+  return classes;
 }
 
 std::vector<double> class_costs_from_scores(const std::vector<double>& scores, int64_t peaks, int64_t carbons,

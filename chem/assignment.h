@@ -106,10 +106,17 @@ struct CarbonClass {
 // molecule has no carbon.
 std::vector<CarbonClass> carbon_classes(const Molecule& mol);
 
+// carbon_classes with predicted_ppm = the mean of atom_ppm over each class's atoms (what a shift predictor
+// hands the L1 cost). atom_ppm: one value per atom of mol (only the carbons' are read). Throws larmor::Error
+// when the lengths differ or the molecule has no carbon.
+std::vector<CarbonClass> predicted_carbon_classes(const Molecule& mol, const std::vector<double>& atom_ppm);
+
 struct AssignOptions {
   bool use_multiplicity = true;     // peaks with a multiplicity only go to carbons with that many H
   double extra_peak_penalty = 1000; // per peak beyond the first on one class (see the top of this file)
   double temperature = 2.0;         // confidence scale, in cost units (ppm for the L1 cost)
+  bool confidences = true;          // false: only the maps (no min-marginal solves; confidence NaN,
+                                    // class_probability empty) for callers that only score the best map
   // L1 cost only: + this * (predicted - ppm)^2 per peak. L1 alone cannot tell apart two peaks that both lie
   // above (or both below) their two candidate predictions (either order costs the same); the small squared
   // term breaks such ties towards the order-preserving match.
@@ -122,7 +129,7 @@ struct PeakMatch {
   int32_t cls = -1;       // index into the classes
   int32_t atom = -1;      // one atom of the class: the j-th peak on a class (in peak order) gets its j-th atom
   double cost = 0;        // the cost matrix entry (|predicted - ppm| + tie-break term for L1)
-  double confidence = 0;  // [0, 1], see the top of this file
+  double confidence = 0;  // [0, 1], see the top of this file; NaN when AssignOptions::confidences is off
 };
 
 struct PeakAssignment {
@@ -134,7 +141,8 @@ struct PeakAssignment {
 
 struct PeakAssignmentResult {
   std::vector<PeakAssignment> assignments;  // best first; size <= options.k_best
-  // (peaks, classes) row-major: P(peak -> class) by min-marginals (rows sum to 1).
+  // (peaks, classes) row-major: P(peak -> class) by min-marginals (rows sum to 1); empty when
+  // AssignOptions::confidences is off.
   std::vector<double> class_probability;
   bool multiplicity_used = false;  // false when no peak has one, it was switched off, or it was infeasible
   std::vector<std::string> warnings;

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "chem/text_input.h"
+#include "engine/error.h"
 
 namespace larmor::chem {
 
@@ -98,6 +99,12 @@ std::optional<Solvent> parse_solvent_flag(std::string_view text) {
   for (const auto& [alias, v] : kAliases)
     if (k == alias) return v;
   return std::nullopt;
+}
+
+Solvent solvent_flag_or_throw(std::string_view text, const std::string& who) {
+  if (const std::optional<Solvent> v = parse_solvent_flag(text)) return *v;
+  throw Error(who + ": unknown solvent '" + std::string(text) +
+              "' (CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6, other or unknown)");
 }
 
 Solvent parse_solvent(std::string_view text) {

@@ -25,6 +25,8 @@ Solvent parse_solvent(std::string_view text);  // "Chloroform-D1 (CDCl3)", "DMSO
 // solvent. The canonical names of solvent_name() and a few common spellings ("chloroform", "dmso",
 // "methanol-d4", "meod", "acetone", "water", "benzene-d6", "none"), case-insensitive; nullopt otherwise.
 std::optional<Solvent> parse_solvent_flag(std::string_view text);
+// parse_solvent_flag for a command: throws larmor::Error "<who>: unknown solvent '<text>' (<the choices>)".
+Solvent solvent_flag_or_throw(std::string_view text, const std::string& who);
 
 // 13C multiplicity from an off-resonance/DEPT spectrum = number of attached H: S=0, D=1, T=2, Q=3.
 inline constexpr int8_t kMultUnknown = -1;

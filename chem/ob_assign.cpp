@@ -96,6 +96,20 @@ AssignReport assign_with_costs(const Molecule& mol, const std::vector<Peak>& pea
   return finish(mol, peaks, std::move(classes), cost, options, method, peaks_name);
 }
 
+std::vector<CarbonClass> predict_carbon_classes(ShiftPredictor& predictor, const Molecule& mol, chem::Solvent solvent,
+                                                ShiftPrediction* prediction) {
+  NucleusSet c13{};
+  c13[static_cast<size_t>(chem::Nucleus::C13)] = true;
+  ShiftPrediction p = predictor.predict(mol, solvent, c13);
+  // The prediction's molecule has the same atoms in the same order (plus coordinates).
+  std::vector<double> shift(static_cast<size_t>(p.molecule.num_atoms()), NAN);  // (atoms) 13C values on carbons
+  for (const AtomShift& a : p.atoms)
+    if (a.nucleus == chem::Nucleus::C13) shift[a.atom] = a.raw_ppm;
+  std::vector<CarbonClass> classes = chem::predicted_carbon_classes(p.molecule, shift);
+  if (prediction) *prediction = std::move(p);
+  return classes;
+}
+
 AssignReport assign_by_alignment(AlignModel& model, const Molecule& mol, const std::vector<Peak>& peaks,
                                  const chem::AssignOptions& options, const std::string& peaks_name,
                                  const std::string& model_path) {
@@ -161,19 +175,8 @@ AssignReport assign_by_prediction(ShiftPredictor& predictor, const Molecule& mol
   if (!predictor.available_nuclei()[static_cast<size_t>(chem::Nucleus::C13)])
     throw Error("assign: the model '" + predictor.path() + "' has no 13C head");
 
-  NucleusSet c13{};
-  c13[static_cast<size_t>(chem::Nucleus::C13)] = true;
-  const ShiftPrediction p = predictor.predict(mol, solvent, c13);
-  // The prediction's molecule has the same atoms in the same order (plus coordinates).
-  classes = chem::carbon_classes(p.molecule);
-  std::vector<double> shift(static_cast<size_t>(p.molecule.num_atoms()), NAN);
-  for (const AtomShift& a : p.atoms)
-    if (a.nucleus == chem::Nucleus::C13) shift[a.atom] = a.shift_ppm;
-  for (CarbonClass& c : classes) {
-    double sum = 0;
-    for (int32_t a : c.atoms) sum += shift[a];
-    c.predicted_ppm = sum / static_cast<double>(c.atoms.size());
-  }
+  ShiftPrediction p;
+  classes = predict_carbon_classes(predictor, mol, solvent, &p);
   AssignReport r = finish(p.molecule, peaks, std::move(classes), {}, options, "predict", peaks_name);
   r.model = predictor.path();
   r.solvent = solvent;

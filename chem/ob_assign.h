@@ -34,6 +34,12 @@ struct AssignReport {
   std::vector<std::string> warnings;      // conformer notes and the assignment's warnings
 };
 
+// The shift predictor's 13C shifts of mol as its carbon classes (chem::predicted_carbon_classes: class means),
+// in the order of chem::carbon_classes. `prediction` (optional) receives the whole prediction (the molecule
+// with its conformer, warnings). Throws larmor::Error when the model cannot read the molecule.
+std::vector<chem::CarbonClass> predict_carbon_classes(ShiftPredictor& predictor, const chem::Molecule& mol,
+                                                      chem::Solvent solvent, ShiftPrediction* prediction = nullptr);
+
 // The shift predictor's 13C shifts (class means), then the optimal assignment. Throws larmor::Error for a bad
 // peak list (see chem::assign_peaks), a model without a 13C head, or a molecule the model cannot read.
 AssignReport assign_by_prediction(ShiftPredictor& predictor, const chem::Molecule& mol,

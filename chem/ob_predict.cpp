@@ -159,18 +159,10 @@ ShiftPrediction ShiftPredictor::predict(const Molecule& mol, chem::Solvent solve
   }
   const Molecule& m = p.molecule;
   const chem::MoleculeFeatures f = chem::featurize(m);
-  const int64_t N = static_cast<int64_t>(f.tokens.size());  // atoms + 2
-
-  ShiftBatch batch;
-  std::vector<int32_t> key_mask(static_cast<size_t>(N), 1);  // (1, N)
   const int32_t solvent_class = model_->data_options.use_solvent ? static_cast<int32_t>(solvent) : 0;
-  batch.tokens = Tensor::from_vector(f.tokens, {1, N});
-  batch.coords = Tensor::from_vector(f.coords, {1, N, 3});
-  batch.key_mask = Tensor::from_vector(key_mask, {1, N});
-  batch.solvent = Tensor::from_vector(std::vector<int32_t>{solvent_class}, {1});
-  batch.entries = {0};
+  const ShiftBatch batch = chem::pad_shift_inputs({{&f.tokens, &f.coords, solvent_class, 0}});  // (1, atoms + 2)
 
-  std::vector<float> z;  // (N, 4) standardised
+  std::vector<float> z;  // (atoms + 2, 4) standardised
   {
     NoGradGuard ng;
     model_->model->eval();

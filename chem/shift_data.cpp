@@ -394,33 +394,55 @@ const ShiftSample& ShiftDataset::sample(int64_t i) const {
   return samples_[static_cast<size_t>(i)];
 }
 
+ShiftBatch pad_shift_inputs(const std::vector<ShiftInputRow>& rows) {
+  if (rows.empty()) fail("pad_shift_inputs", "no rows");
+  size_t longest = 0;
+  for (size_t b = 0; b < rows.size(); ++b) {
+    const ShiftInputRow& r = rows[b];
+    if (!r.tokens || !r.coords || r.coords->size() != r.tokens->size() * 3)
+      fail("pad_shift_inputs", "row " + std::to_string(b) + ": coords must hold 3 values per token");
+    longest = std::max(longest, r.tokens->size());
+  }
+  const int64_t B = static_cast<int64_t>(rows.size()), N = static_cast<int64_t>(longest);
+  std::vector<int32_t> tokens(B * N, 0), key_mask(B * N, 0), solvent(B, 0);  // (B, N), (B, N), (B)
+  std::vector<float> coords(B * N * 3, 0.0f);                                  // (B, N, 3)
+  ShiftBatch batch;
+  batch.entries.reserve(rows.size());
+  for (int64_t b = 0; b < B; ++b) {
+    const ShiftInputRow& r = rows[static_cast<size_t>(b)];
+    std::copy(r.tokens->begin(), r.tokens->end(), tokens.begin() + b * N);
+    std::fill(key_mask.begin() + b * N, key_mask.begin() + b * N + static_cast<int64_t>(r.tokens->size()), 1);
+    std::copy(r.coords->begin(), r.coords->end(), coords.begin() + b * N * 3);
+    solvent[b] = r.solvent;
+    batch.entries.push_back(r.entry);
+  }
+  batch.tokens = Tensor::from_vector(tokens, {B, N});
+  batch.coords = Tensor::from_vector(coords, {B, N, 3});
+  batch.key_mask = Tensor::from_vector(key_mask, {B, N});
+  batch.solvent = Tensor::from_vector(solvent, {B});
+  return batch;
+}
+
 ShiftBatch ShiftDataset::make_batch(const std::vector<int64_t>& rows) const {
   if (rows.empty()) fail("ShiftDataset::make_batch", "empty batch");
-  int64_t max_atoms = 0;
+  std::vector<ShiftInputRow> inputs;
+  inputs.reserve(rows.size());
   for (int64_t r : rows) {
     if (r < 0 || r >= size())
       fail("ShiftDataset::make_batch", "sample " + std::to_string(r) + " outside [0, " + std::to_string(size()) + ")");
-    max_atoms = std::max<int64_t>(max_atoms, samples_[r].num_atoms);
+    const ShiftSample& smp = samples_[r];
+    inputs.push_back({&smp.tokens, &smp.coords, smp.solvent, smp.entry});
   }
-  const int64_t B = static_cast<int64_t>(rows.size()), N = max_atoms + 2;
-  std::vector<int32_t> tokens(B * N, 0), key_mask(B * N, 0), solvent(B, 0);  // (B, N), (B, N), (B)
-  std::vector<float> coords(B * N * 3, 0.0f);                                  // (B, N, 3)
+  ShiftBatch batch = pad_shift_inputs(inputs);
+  const int64_t B = static_cast<int64_t>(rows.size()), N = batch.tokens.size(1);  // N = longest + 2
   struct Flat {
     std::vector<int64_t> index;
     std::vector<float> target;
     std::vector<int32_t> offsets{0};
   };
   std::array<std::array<Flat, kNumNuclei>, 2> flat;  // [kind][nucleus]
-  ShiftBatch batch;
-  batch.entries.reserve(rows.size());
   for (int64_t b = 0; b < B; ++b) {
     const ShiftSample& s = samples_[rows[b]];
-    const int64_t L = s.num_atoms + 2;
-    std::copy(s.tokens.begin(), s.tokens.end(), tokens.begin() + b * N);
-    std::fill(key_mask.begin() + b * N, key_mask.begin() + b * N + L, 1);
-    std::copy(s.coords.begin(), s.coords.end(), coords.begin() + b * N * 3);
-    solvent[b] = s.solvent;
-    batch.entries.push_back(s.entry);
     for (const ShiftSegment& seg : s.segments) {
       const int n = static_cast<int>(seg.nucleus);
       Flat& f = flat[static_cast<int>(seg.kind)][n];
@@ -431,10 +453,6 @@ ShiftBatch ShiftDataset::make_batch(const std::vector<int64_t>& rows) const {
       f.offsets.push_back(static_cast<int32_t>(f.index.size()));
     }
   }
-  batch.tokens = Tensor::from_vector(tokens, {B, N});
-  batch.coords = Tensor::from_vector(coords, {B, N, 3});
-  batch.key_mask = Tensor::from_vector(key_mask, {B, N});
-  batch.solvent = Tensor::from_vector(solvent, {B});
   for (int kind = 0; kind < 2; ++kind)
     for (int n = 0; n < kNumNuclei; ++n) {
       Flat& f = flat[kind][n];

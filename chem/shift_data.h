@@ -142,6 +142,19 @@ struct ShiftSample {
   std::vector<float> shifts;    // ppm target of each row, ascending within a segment
 };
 
+// One molecule's model input, by reference (a ShiftSample's, or one featurized at inference).
+struct ShiftInputRow {
+  const std::vector<int32_t>* tokens = nullptr;  // (atoms + 2) [CLS] atoms [SEP]
+  const std::vector<float>* coords = nullptr;    // (atoms + 2, 3)
+  int32_t solvent = 0;                           // Solvent class fed to the model
+  int64_t entry = -1;                            // ShiftBatch::entries of the row
+};
+
+// The input half of a ShiftBatch: tokens, coords, key_mask (1 on each row's atoms + 2) padded to the longest
+// row, solvent and entries; no targets. Throws larmor::Error on no rows or a row whose coords are not
+// 3 x tokens.
+ShiftBatch pad_shift_inputs(const std::vector<ShiftInputRow>& rows);
+
 struct ShiftDataStats {
   int64_t entries = 0;     // dataset entries in the split
   int64_t samples = 0;     // used

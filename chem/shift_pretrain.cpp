@@ -67,25 +67,9 @@ std::vector<Sample> build_samples(const Dataset& ds, Split split, bool solvent, 
 
 // Padded clean batch of the given samples (the ShiftBatch contract, no shift targets).
 ShiftBatch make_batch(const std::vector<Sample>& samples, const std::vector<int64_t>& rows) {
-  int64_t max_atoms = 0;
-  for (int64_t r : rows) max_atoms = std::max<int64_t>(max_atoms, samples[r].num_atoms);
-  const int64_t B = static_cast<int64_t>(rows.size()), N = max_atoms + 2;
-  std::vector<int32_t> tokens(B * N, 0), key_mask(B * N, 0), solvent(B, 0);  // (B, N), (B, N), (B)
-  std::vector<float> coords(B * N * 3, 0.0f);                                  // (B, N, 3)
-  ShiftBatch batch;
-  for (int64_t b = 0; b < B; ++b) {
-    const Sample& s = samples[rows[b]];
-    std::copy(s.tokens.begin(), s.tokens.end(), tokens.begin() + b * N);
-    std::fill(key_mask.begin() + b * N, key_mask.begin() + b * N + s.num_atoms + 2, 1);
-    std::copy(s.coords.begin(), s.coords.end(), coords.begin() + b * N * 3);
-    solvent[b] = s.solvent;
-    batch.entries.push_back(s.entry);
-  }
-  batch.tokens = Tensor::from_vector(tokens, {B, N});
-  batch.coords = Tensor::from_vector(coords, {B, N, 3});
-  batch.key_mask = Tensor::from_vector(key_mask, {B, N});
-  batch.solvent = Tensor::from_vector(solvent, {B});
-  return batch;
+  std::vector<ShiftInputRow> inputs;
+  for (int64_t r : rows) inputs.push_back({&samples[r].tokens, &samples[r].coords, samples[r].solvent, samples[r].entry});
+  return pad_shift_inputs(inputs);
 }
 
 // One epoch's batches, a pure function of (sizes, options, epoch): shuffle, sort by size within chunks of

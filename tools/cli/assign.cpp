@@ -36,11 +36,6 @@ struct AssignArgs {
 constexpr const char* kDefaultShiftModel = "models/larmor-shift-small.safetensors";
 constexpr const char* kDefaultAlignModel = "models/larmor-align.safetensors";
 
-chem::Solvent solvent_arg(const std::string& s) {
-  if (const std::optional<chem::Solvent> v = chem::parse_solvent_flag(s)) return *v;
-  throw Error("assign: unknown solvent '" + s + "' (CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6, other or unknown)");
-}
-
 chem::Molecule read_molecule(const AssignArgs& a) {
   if (!a.smiles.empty()) return chem::molecule_from_smiles(a.smiles, "smiles");
   chem::MoleculeReader reader(a.sdf, chem::MoleculeFormat::Sdf);
@@ -60,7 +55,7 @@ void run_assign(const AssignArgs& a) {
     throw Error("assign: --format must be table, csv or json");
   if (a.method != "predict" && a.method != "align") throw Error("assign: --method must be predict or align");
   if (a.k < 1 || a.k > 1000) throw Error("assign: --k must be between 1 and 1000");
-  const chem::Solvent solvent = solvent_arg(a.solvent);
+  const chem::Solvent solvent = chem::solvent_flag_or_throw(a.solvent, "assign");
   const std::vector<chem::Peak> peaks = chem::read_peak_list_file(a.peaks);
   const chem::Molecule mol = read_molecule(a);
   {

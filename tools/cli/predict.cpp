@@ -32,11 +32,6 @@ struct PredictArgs {
 };
 
 #ifdef LARMOR_WITH_OPENBABEL
-chem::Solvent solvent_arg(const std::string& s) {
-  if (const std::optional<chem::Solvent> v = chem::parse_solvent_flag(s)) return *v;
-  throw Error("predict: unknown solvent '" + s + "' (CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6, other or unknown)");
-}
-
 // One stick spectrum waiting to be written: which record and nucleus, and the SVG text.
 struct PendingSvg {
   int64_t record = 0;
@@ -70,7 +65,7 @@ void run_predict(const PredictArgs& a) {
   if (a.format != "table" && a.format != "csv" && a.format != "json" && a.format != "sdf")
     throw Error("predict: --format must be table, csv, json or sdf");
   const NucleusSet nuclei = parse_nucleus_set(a.nucleus);
-  const chem::Solvent solvent = solvent_arg(a.solvent);
+  const chem::Solvent solvent = chem::solvent_flag_or_throw(a.solvent, "predict");
   ShiftPredictor predictor(a.model);
   const NucleusSet heads = predictor.available_nuclei();
   for (int n = 0; n < chem::kNumNuclei; ++n)

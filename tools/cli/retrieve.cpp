@@ -36,6 +36,7 @@
 
 #ifdef LARMOR_WITH_OPENBABEL
 #include "chem/ob_align_index.h"
+#include "chem/ob_assign.h"
 #include "chem/ob_molecule.h"
 #include "chem/ob_predict.h"
 #endif
@@ -121,24 +122,12 @@ struct RetrieveArgs {
   int threads = 0;
 };
 
-chem::Solvent solvent_arg(const std::string& s) {
-  if (const std::optional<chem::Solvent> v = chem::parse_solvent_flag(s)) return *v;
-  throw Error("retrieve: unknown solvent '" + s + "' (CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6, other or unknown)");
-}
-
 #ifdef LARMOR_WITH_OPENBABEL
-// The candidate's carbon classes with the shift model's 13C predictions (per-atom values, averaged per class
-// by predicted_carbon_classes as in evaluate_align). Throws larmor::Error when the SMILES or the prediction fails.
+// The candidate's carbon classes with the shift model's 13C predictions (class means). Throws larmor::Error when
+// the SMILES or the prediction fails.
 std::vector<chem::CarbonClass> predicted_classes_of(ShiftPredictor& predictor, const chem::AlignIndexMolecule& m,
-                                              chem::Solvent solvent) {
-  NucleusSet c13{};
-  c13[static_cast<size_t>(chem::Nucleus::C13)] = true;
-  const chem::Molecule mol = chem::molecule_from_smiles(m.smiles, m.id);
-  const ShiftPrediction p = predictor.predict(mol, solvent, c13);
-  std::vector<double> atom_ppm(static_cast<size_t>(p.molecule.num_atoms()), NAN);  // (atoms) 13C values on carbons
-  for (const AtomShift& s : p.atoms)
-    if (s.nucleus == chem::Nucleus::C13) atom_ppm[static_cast<size_t>(s.atom)] = s.raw_ppm;
-  return chem::predicted_carbon_classes(p.molecule, atom_ppm);
+                                                    chem::Solvent solvent) {
+  return predict_carbon_classes(predictor, chem::molecule_from_smiles(m.smiles, m.id), solvent);
 }
 #endif
 
@@ -146,7 +135,7 @@ std::vector<chem::CarbonClass> predicted_classes_of(ShiftPredictor& predictor, c
 void rerank_hits(const RetrieveArgs& a, chem::RetrievalResult& r, const chem::AlignIndex& index,
                  const std::vector<chem::Peak>& peaks) {
 #ifdef LARMOR_WITH_OPENBABEL
-  const chem::Solvent solvent = solvent_arg(a.solvent);
+  const chem::Solvent solvent = chem::solvent_flag_or_throw(a.solvent, "retrieve");
   std::optional<ShiftPredictor> loaded;
   try {
     loaded.emplace(a.rerank_model);
@@ -175,7 +164,7 @@ void run_retrieve(const RetrieveArgs& a) {
   if (!(a.mass_tol >= 0)) throw Error("retrieve: --mass-tol must be >= 0");
   const bool rerank = !a.rerank_model.empty();
   if (rerank && a.rerank_top < 1) throw Error("retrieve: --rerank-top must be >= 1");
-  if (rerank) solvent_arg(a.solvent);  // a bad solvent fails before anything is loaded
+  if (rerank) chem::solvent_flag_or_throw(a.solvent, "retrieve");  // a bad solvent fails before anything is loaded
 #ifndef LARMOR_WITH_OPENBABEL
   if (rerank)
     throw Error("retrieve: --rerank-model " + a.rerank_model +
