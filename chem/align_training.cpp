@@ -368,7 +368,7 @@ std::vector<std::vector<double>> predict_13c_shifts(LoadedShiftModel& shift, con
       rows.push_back({&inputs[k].tokens, &inputs[k].coords, inputs[k].solvent, entries[inputs[k].slot]});
     const ShiftBatch batch = pad_shift_inputs(rows);
     const int64_t B = batch.tokens.size(0), N = batch.tokens.size(1);  // (B, N): sorted, so little padding
-    const std::vector<float> z = host_f32(model.forward(batch).shifts);  // (B, N, 4) standardised
+    const std::vector<float> z = host_f32(model.forward(batch, /*with_delta_pair=*/false).shifts);  // (B, N, 4) standardised
     for (int64_t b = 0; b < B; ++b) {
       const Input& in = inputs[b0 + static_cast<size_t>(b)];
       std::vector<double>& pred = out[in.slot];

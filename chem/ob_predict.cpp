@@ -166,7 +166,7 @@ ShiftPrediction ShiftPredictor::predict(const Molecule& mol, chem::Solvent solve
   {
     NoGradGuard ng;
     model_->model->eval();
-    const ShiftOutput out = model_->model->forward(batch);
+    const ShiftOutput out = model_->model->forward(batch, /*with_delta_pair=*/false);
     z = out.shifts.to_vector<float>();
   }
   const ShiftStandardizer& st = model_->standardizer;

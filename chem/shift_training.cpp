@@ -184,7 +184,7 @@ ShiftEvalReport evaluate_shift(ShiftModel& model, const ShiftDataset& data, cons
   const ShiftStandardizer& st = data.standardizer();
   for (const auto& idx : sequential_batches(data, batch_size)) {
     const ShiftBatch b = data.make_batch(idx);
-    const ShiftOutput out = model.forward(b);
+    const ShiftOutput out = model.forward(b, /*with_delta_pair=*/false);
     const int64_t N = b.seq_len();
     for (int kind = 0; kind < 2; ++kind)
       for (int n = 0; n < kShiftNuclei; ++n) {
@@ -376,7 +376,7 @@ ShiftTrainResult train_shift(const Dataset& dataset, const ShiftTrainOptions& o,
     const ShiftBatch batch = train.make_batch(rows);
     opt.zero_grad();
     ShiftLossParts parts;
-    Tensor loss = shift_loss(model.forward(batch), batch, lo, &parts);
+    Tensor loss = shift_loss(model.forward(batch, /*with_delta_pair=*/false), batch, lo, &parts);
     const double norm = apply_gradients(loss, model, opt, o.clip, lr);
     e.loss = loss.item();
     e.grad_norm = norm;

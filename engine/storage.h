@@ -2,7 +2,7 @@
 // reshape and leading-axis slices are cheap views (offset + shape) and never copy.
 //
 // Allocation goes through the Allocator interface, one per device type. The CPU allocator returns
-// 64-byte aligned memory (Eigen/AVX friendly). The CUDA caching allocator (no cudaMalloc per op) is
+// 64-byte aligned memory (Eigen/AVX friendly) and caches large blocks (storage.cpp says why). The CUDA caching allocator (no cudaMalloc per op) is
 // registered by the CUDA runtime when the engine is built with CUDA and a device is present.
 #pragma once
 #include <cstddef>
@@ -29,6 +29,16 @@ Allocator& allocator_for(DeviceType t);
 // Registers the allocator for a device type (the CUDA runtime calls this once).
 void register_allocator(DeviceType t, Allocator* a);
 bool device_available(DeviceType t);
+
+// The CPU allocator's cache of large blocks (see storage.cpp): bytes in live cached-class blocks, their
+// peak since the last reset, bytes held free for reuse, and the cache's cap. Blocks under 64 KiB are not
+// counted (they go straight to the C allocator).
+struct CpuMemoryStats {
+  size_t live = 0, peak = 0, cached = 0, cap = 0;
+};
+CpuMemoryStats cpu_memory_stats();
+void cpu_cache_release();      // frees every cached block
+void cpu_memory_reset_peak();  // peak = live
 
 class Storage {
  public:

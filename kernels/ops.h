@@ -83,12 +83,14 @@ Tensor gaussian_basis(const Tensor& x, const Tensor& mean, const Tensor& std);
 struct PairAttentionOut {
   Tensor out;     // (B, H, N, d)   softmax(logits, key mask) @ v
   Tensor logits;  // (B, H, N, N)   scale * q k^T + bias (unmasked: the next layer's pair bias)
-  Tensor probs;   // (B, H, N, N)   auxiliary (no gradient): the attention probabilities
+  Tensor probs;   // (B, H, N, N)   auxiliary (no gradient): the attention probabilities; empty (0 elements)
+                  //                when keep_probs is false and autograd does not record the call
 };
 // q, k, v (B, H, N, d); bias (B, H, N, N); key_mask (B, N) i32 (1 = real atom, 0 = padding).
-// Padded keys get probability 0; a query row with no valid key gives out = 0.
+// Padded keys get probability 0; a query row with no valid key gives out = 0. keep_probs = false saves
+// writing the (B, H, N, N) probabilities in inference (they are still kept if autograd records the call).
 PairAttentionOut pair_bias_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
-                                     const Tensor& key_mask, double scale);
+                                     const Tensor& key_mask, double scale, bool keep_probs = true);
 
 // GIN-style message passing over a destination-sorted CSR graph (see Graph below):
 // out[v] = sum over edges e into v of (x[src[e]] + edge_emb[e]).  x (V, D), edge_emb (E, D) -> (V, D).

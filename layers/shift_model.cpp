@@ -307,14 +307,14 @@ Tensor ShiftModel::attention(const ShiftModelLayer& l, const Tensor& x, Tensor* 
     out = matmul(probs, v);  // (B, H, N, dh)
     *bias = logits;
   } else {
-    PairAttentionOut a = pair_bias_attention(q, k, v, *bias, key_mask, scale);
+    PairAttentionOut a = pair_bias_attention(q, k, v, *bias, key_mask, scale, /*keep_probs=*/false);
     out = a.out;
     *bias = a.logits;
   }
   return reshape(permute(out, {0, 2, 1, 3}), {B, N, D});  // (B, N, D)
 }
 
-ShiftOutput ShiftModel::forward(const ShiftBatch& batch) {
+ShiftOutput ShiftModel::forward(const ShiftBatch& batch, bool with_delta_pair) {
   check_batch(batch, cfg_.solvent_conditioning);
   const int64_t B = batch.batch_size(), N = batch.seq_len(), D = cfg_.dim, H = cfg_.heads;
   const Device dev = tok_->weight().device();
@@ -375,7 +375,8 @@ ShiftOutput ShiftModel::forward(const ShiftBatch& batch) {
   ShiftOutput out;
   out.hidden = final_ln_->forward(x);  // (B, N, D)
   out.pair = bias;                     // (B, H, N, N)
-  out.delta_pair = mul(permute(sub(bias, bias0), {0, 2, 3, 1}), reshape(m.key_pair, {B, N, N, 1}));  // (B, N, N, H)
+  if (with_delta_pair)
+    out.delta_pair = mul(permute(sub(bias, bias0), {0, 2, 3, 1}), reshape(m.key_pair, {B, N, N, 1}));  // (B, N, N, H)
   out.has_head = cfg_.nuclei;
 
   std::vector<Tensor> cols;

@@ -70,7 +70,7 @@ struct ShiftModelConfig {
 struct ShiftOutput {
   Tensor shifts;      // (B, N, 4) standardised shifts for every token (column n = nucleus n; 0 without a head)
   Tensor pair;        // (B, H, N, N) the last layer's attention logits
-  Tensor delta_pair;  // (B, N, N, H) pair - initial bias, 0 where i or j is padding
+  Tensor delta_pair;  // (B, N, N, H) pair - initial bias, 0 where i or j is padding (undefined without with_delta_pair)
   Tensor hidden;      // (B, N, D) after the final LayerNorm
   std::array<bool, kShiftNuclei> has_head{};  // copied from the config: which shift columns are predictions
 };
@@ -96,8 +96,10 @@ class ShiftModel : public Module {
  public:
   ShiftModel(const ShiftModelConfig& c, uint64_t seed, DType dtype = DType::F32);
 
-  // Encoder + shift heads. In training mode each call advances the dropout step.
-  ShiftOutput forward(const ShiftBatch& batch);
+  // Encoder + shift heads. In training mode each call advances the dropout step. with_delta_pair = false
+  // leaves out.delta_pair undefined (it is only read by the pretraining heads and costs a (B, N, N, H)
+  // permute, subtract and mask per call); shift training, evaluation and prediction pass false.
+  ShiftOutput forward(const ShiftBatch& batch, bool with_delta_pair = true);
 
   // Denoising-pretraining heads on a forward's output and the batch it came from.
   // x_i' = x_i + sum_{j real atom} (x_j - x_i) / n * f(delta_pair_ij), f = Linear(H,H) GELU Linear(H,1),

@@ -253,5 +253,23 @@ TEST_CASE("build_graph: CSR layout, stable order, and errors") {
   CHECK(m.find("MessagePassing") != std::string::npos);
 }
 
+TEST_CASE("pair attention: keep_probs = false gives the same out and logits and no probabilities") {
+  const int64_t B = 2, H = 3, N = 7, d = 4;
+  AttnInputs a = make_attn(B, H, N, d, {1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1}, 21);
+  PairAttentionOut kept = pair_bias_attention(a.q, a.k, a.v, a.bias, a.mask, 0.4);
+  PairAttentionOut lean = pair_bias_attention(a.q, a.k, a.v, a.bias, a.mask, 0.4, /*keep_probs=*/false);
+  CHECK(kept.probs.numel() == B * H * N * N);
+  CHECK(lean.probs.numel() == 0);
+  CHECK(max_abs_diff(to_f64(kept.out), to_f64(lean.out)) == 0);
+  CHECK(max_abs_diff(to_f64(kept.logits), to_f64(lean.logits)) == 0);
+
+  // When autograd records the call the probabilities are kept anyway, and the backward works.
+  a.q.set_requires_grad(true);
+  PairAttentionOut rec = pair_bias_attention(a.q, a.k, a.v, a.bias, a.mask, 0.4, /*keep_probs=*/false);
+  CHECK(rec.probs.numel() == B * H * N * N);
+  sum(rec.out).backward();
+  CHECK(a.q.grad().shape() == a.q.shape());
+}
+
 }  // namespace
 }  // namespace larmor

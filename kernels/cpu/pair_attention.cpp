@@ -19,6 +19,7 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "autograd/node.h"
 #include "kernels/cpu/cpu_utils.h"
@@ -34,11 +35,17 @@ template <typename T>
 using MapMat = Eigen::Map<RowMat<T>>;
 template <typename T>
 using CMapMat = Eigen::Map<const RowMat<T>>;
+template <typename T>
+using RowArr = Eigen::Array<T, 1, Eigen::Dynamic>;
 
 double scale_attr(OpId id, const std::vector<Tensor>& in, const Attrs& a) {
   if (a.reals.size() != 1) op_fail(id, in, "expects one real attribute (scale), got " + std::to_string(a.reals.size()));
   return a.reals[0];
 }
+
+// ints[0] = 0: the probabilities are not kept (no gradient will be taken); the probs output is then empty
+// and each task softmaxes into its own scratch. Absent or 1: kept (the backward reads them).
+bool keep_probs(const Attrs& a) { return a.ints.empty() || a.ints[0] != 0; }
 
 // in[k] must be a 4-D float tensor of `shape` with the dtype of in[0].
 void expect_shape(OpId id, const std::vector<Tensor>& in, size_t k, const Shape& shape, const char* what) {
@@ -64,11 +71,12 @@ std::vector<TensorMeta> infer_PairBiasAttention(const std::vector<Tensor>& in, c
   if (in[4].shape() != Shape{B, N})
     op_fail(id, in, "key_mask must be " + shape_str({B, N}) + ", got " + shape_str(in[4].shape()));
   DType dt = in[0].dtype();
-  return {{qs, dt}, {{B, H, N, N}, dt}, {{B, H, N, N}, dt}};
+  const Shape probs_shape = keep_probs(a) ? Shape{B, H, N, N} : Shape{0};
+  return {{qs, dt}, {{B, H, N, N}, dt}, {probs_shape, dt}};
 }
 
 template <typename T>
-void pair_attention_forward(const std::vector<Tensor>& in, std::vector<Tensor>& out, T scale) {
+void pair_attention_forward(const std::vector<Tensor>& in, std::vector<Tensor>& out, T scale, bool keep) {
   const Shape& qs = in[0].shape();
   const int64_t B = qs[0], H = qs[1], N = qs[2], d = qs[3];
   const T* q = cptr<T>(in[0]);
@@ -78,14 +86,16 @@ void pair_attention_forward(const std::vector<Tensor>& in, std::vector<Tensor>& 
   const int32_t* key_mask = cptr<int32_t>(in[4]);  // (B, N)
   T* o = mptr<T>(out[0]);
   T* logits = mptr<T>(out[1]);
-  T* probs = mptr<T>(out[2]);
+  T* probs = keep ? mptr<T>(out[2]) : nullptr;
   parallel_for(0, B * H, 1, [&](int64_t lo, int64_t hi) {
+    RowArr<T> maskv(N);                   // (N) the key mask as 0/1
+    RowMat<T> scratch(keep ? 0 : N, N);   // (N, N) this task's probabilities when they are not kept
     for (int64_t bh = lo; bh < hi; ++bh) {
       const int64_t b = bh / H;
       const int64_t vec_off = bh * N * d, pair_off = bh * N * N;
       CMapMat<T> Q(q + vec_off, N, d), K(k + vec_off, N, d), V(v + vec_off, N, d);  // (N, d)
       CMapMat<T> Bias(bias + pair_off, N, N);                                      // (N, N)
-      MapMat<T> S(logits + pair_off, N, N), P(probs + pair_off, N, N);             // (N, N)
+      MapMat<T> S(logits + pair_off, N, N), P(keep ? probs + pair_off : scratch.data(), N, N);  // (N, N)
       MapMat<T> O(o + vec_off, N, d);                                              // (N, d)
       const int32_t* mask = key_mask + b * N;                                      // (N)
 
@@ -93,28 +103,27 @@ void pair_attention_forward(const std::vector<Tensor>& in, std::vector<Tensor>& 
       S.noalias() = Q * K.transpose();
       S = scale * S + Bias;
 
-      // probs = softmax over the valid keys of each query row (max-subtracted)
+      // probs = softmax over the valid keys of each query row (max-subtracted); one row at a time through
+      // Eigen's packet exp (the scalar std::exp loop was most of this op's time)
+      int64_t valid = 0;
+      for (int64_t j = 0; j < N; ++j) {
+        maskv[j] = mask[j] != 0 ? T(1) : T(0);
+        valid += mask[j] != 0;
+      }
       for (int64_t i = 0; i < N; ++i) {
-        const T* s = S.data() + i * N;
-        T* p = P.data() + i * N;
-        T row_max = 0;
-        bool any_valid = false;
-        for (int64_t j = 0; j < N; ++j) {
-          if (mask[j] == 0) continue;
-          row_max = any_valid ? std::max(row_max, s[j]) : s[j];
-          any_valid = true;
-        }
-        if (!any_valid) {  // every key is padding: probability 0 everywhere, out row 0
-          std::fill(p, p + N, T(0));
+        Eigen::Map<const RowArr<T>> srow(S.data() + i * N, N);
+        Eigen::Map<RowArr<T>> prow(P.data() + i * N, N);
+        if (valid == 0) {  // every key is padding: probability 0 everywhere, out row 0
+          prow.setZero();
           continue;
         }
-        T denom = 0;
-        for (int64_t j = 0; j < N; ++j) {
-          p[j] = mask[j] != 0 ? std::exp(s[j] - row_max) : T(0);
-          denom += p[j];
+        if (valid == N) {
+          prow = (srow - srow.maxCoeff()).exp();
+        } else {
+          const T row_max = (maskv > T(0)).select(srow, -std::numeric_limits<T>::infinity()).maxCoeff();
+          prow = (maskv > T(0)).select((srow - row_max).exp(), T(0));
         }
-        const T inv = T(1) / denom;  // denom >= 1: the max element contributes exp(0)
-        for (int64_t j = 0; j < N; ++j) p[j] *= inv;
+        prow *= T(1) / prow.sum();  // the sum is >= 1: the max element contributes exp(0)
       }
 
       // out = probs @ v
@@ -125,7 +134,7 @@ void pair_attention_forward(const std::vector<Tensor>& in, std::vector<Tensor>& 
 
 void fwd_PairBiasAttention(const std::vector<Tensor>& in, std::vector<Tensor>& out, const Attrs& a) {
   LARMOR_DISPATCH_FLOAT(in[0].dtype(), "PairBiasAttention",
-                        [&] { pair_attention_forward<scalar_t>(in, out, static_cast<scalar_t>(a.f(0))); });
+                        [&] { pair_attention_forward<scalar_t>(in, out, static_cast<scalar_t>(a.f(0)), keep_probs(a)); });
 }
 
 // ---- PairBiasAttentionBackward(dout, dlogits, q, k, v, probs; reals=[scale]) -> dq, dk, dv, dbias ------
@@ -229,9 +238,12 @@ void register_pair_attention_ops() {
 }
 
 PairAttentionOut pair_bias_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
-                                     const Tensor& key_mask, double scale) {
+                                     const Tensor& key_mask, double scale, bool keep_probs) {
   Attrs a;
   a.reals = {scale};
+  // Kept whenever autograd records this call, whatever the caller asked.
+  const bool recorded = grad_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad() || bias.requires_grad());
+  a.ints = {keep_probs || recorded ? 1 : 0};
   std::vector<Tensor> r = call_op(OpId::PairBiasAttention, {q, k, v, bias, key_mask}, a);
   return {r[0], r[1], r[2]};
 }

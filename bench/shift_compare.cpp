@@ -1,0 +1,268 @@
+// bench_shift_compare: larmor's half of bench/compare.sh, the side-by-side comparison with the PyTorch
+// reference of the shift model (bench/reference/shift_reference.py).
+//
+//   bench_shift_compare export --data D.safetensors --model M.safetensors --out DIR
+//                              [--split test] [--batch-sizes 16,64,256] [--seed 1] [--lambda 1]
+//     Draws B molecules of the split (a seeded shuffle of its usable samples) for each B and writes
+//     DIR/shift_batch_<B>.safetensors: the batch exactly as the model sees it (tokens, coords, key_mask,
+//     solvent, the assigned / unassigned target segments per nucleus) and, for the parity check, our
+//     eval-mode outputs: `out.shifts` (B, N, 4) and `out.loss` (the training loss: L1 sorted-set terms,
+//     weight lambda on the unassigned ones, in standardised units).
+//   bench_shift_compare time --model M --batch FILE [--mode infer|train] [--threads T] [--repeats R]
+//                            [--device cpu|cuda]
+//     Times one call on that batch after two warm-up calls and prints one JSON line (median / min ms,
+//     molecules/s). infer: eval mode, no autograd tape, shifts only. train: one full training step
+//     (zero_grad, forward in training mode, loss, backward, gradient clipping at 1, AdamW).
+//
+// Why a separate program and not a Google Benchmark case: the batches are real molecules from a prepared
+// dataset, fixed once and read by both engines, so the two timings and the loss check are on identical
+// inputs; the Google Benchmark cases (bench_shift_step) use synthetic batches and need no data.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "chem/dataset.h"
+#include "chem/shift_data.h"
+#include "chem/shift_training.h"
+#include "chem/splitmix.h"
+#include "engine/cuda_runtime.h"
+#include "engine/error.h"
+#include "engine/thread_pool.h"
+#include "layers/optim.h"
+#include "layers/safetensors.h"
+#include "layers/shift_loss.h"
+
+namespace larmor {
+namespace {
+
+const char* const kNuc[kShiftNuclei] = {"1H", "13C", "19F", "31P"};
+
+struct Args {
+  std::string command;
+  std::map<std::string, std::string> opt;
+  std::string get(const std::string& k, const std::string& def = "") const {
+    auto it = opt.find(k);
+    return it == opt.end() ? def : it->second;
+  }
+  std::string need(const std::string& k) const {
+    auto it = opt.find(k);
+    if (it == opt.end()) throw Error(command + ": --" + k + " is required");
+    return it->second;
+  }
+};
+
+Args parse(int argc, char** argv) {
+  if (argc < 2) throw Error("usage: bench_shift_compare export|time --key value ... (see the top of bench/shift_compare.cpp)");
+  Args a;
+  a.command = argv[1];
+  for (int i = 2; i < argc; i += 2) {
+    std::string k = argv[i];
+    if (k.rfind("--", 0) != 0 || i + 1 >= argc) throw Error("bench_shift_compare: expected '--key value', got '" + k + "'");
+    a.opt[k.substr(2)] = argv[i + 1];
+  }
+  return a;
+}
+
+std::vector<int64_t> parse_sizes(const std::string& s) {
+  std::vector<int64_t> out;
+  size_t p = 0;
+  while (p <= s.size()) {
+    size_t q = s.find(',', p);
+    if (q == std::string::npos) q = s.size();
+    int64_t v = std::stoll(s.substr(p, q - p));
+    if (v <= 0) throw Error("--batch-sizes: sizes must be positive, got '" + s + "'");
+    out.push_back(v);
+    p = q + 1;
+  }
+  return out;
+}
+
+ShiftLossOptions loss_options(double lambda) {
+  ShiftLossOptions o;
+  o.kind = SetLossKind::L1;
+  o.unassigned_weight = lambda;
+  return o;
+}
+
+// ---- the batch file -------------------------------------------------------------------------------------
+std::map<std::string, Tensor> batch_tensors(const ShiftBatch& b) {
+  std::map<std::string, Tensor> t = {
+      {"tokens", b.tokens}, {"coords", b.coords}, {"key_mask", b.key_mask}, {"solvent", b.solvent}};
+  auto put = [&](const std::string& kind, const ShiftTargets& s, int n) {
+    if (s.size() == 0) return;
+    std::string base = kind + "." + kNuc[n] + ".";
+    t[base + "index"] = s.index;
+    t[base + "target"] = s.target;
+    t[base + "offsets"] = s.offsets;
+  };
+  for (int n = 0; n < kShiftNuclei; ++n) {
+    put("assigned", b.assigned[n], n);
+    put("unassigned", b.unassigned[n], n);
+  }
+  return t;
+}
+
+ShiftBatch read_batch(const SafetensorsFile& f, const std::string& path) {
+  auto get = [&](const std::string& k) {
+    auto it = f.tensors.find(k);
+    if (it == f.tensors.end()) throw Error(path + ": no tensor '" + k + "' (not a bench_shift_compare batch file?)");
+    return it->second;
+  };
+  ShiftBatch b;
+  b.tokens = get("tokens");
+  b.coords = get("coords");
+  b.key_mask = get("key_mask");
+  b.solvent = get("solvent");
+  for (int n = 0; n < kShiftNuclei; ++n)
+    for (auto [kind, dst] : {std::pair<std::string, ShiftTargets*>{"assigned", &b.assigned[n]}, {"unassigned", &b.unassigned[n]}}) {
+      std::string base = kind + "." + kNuc[n] + ".";
+      if (!f.tensors.count(base + "index")) continue;
+      dst->index = get(base + "index");
+      dst->target = get(base + "target");
+      dst->offsets = get(base + "offsets");
+    }
+  return b;
+}
+
+ShiftBatch batch_to(const ShiftBatch& b, Device d) {
+  ShiftBatch o = b;
+  o.tokens = b.tokens.to(d);
+  o.coords = b.coords.to(d);
+  o.key_mask = b.key_mask.to(d);
+  o.solvent = b.solvent.to(d);
+  for (int n = 0; n < kShiftNuclei; ++n)
+    for (auto [src, dst] : {std::pair<const ShiftTargets*, ShiftTargets*>{&b.assigned[n], &o.assigned[n]},
+                            {&b.unassigned[n], &o.unassigned[n]}}) {
+      if (src->size() == 0) continue;
+      dst->index = src->index.to(d);
+      dst->target = src->target.to(d);
+      dst->offsets = src->offsets.to(d);
+    }
+  return o;
+}
+
+int run_export(const Args& a) {
+  const std::string data_path = a.need("data"), model_path = a.need("model"), out = a.need("out");
+  const std::string split_name = a.get("split", "test");
+  chem::Split split = split_name == "train"   ? chem::Split::Train
+                      : split_name == "valid" ? chem::Split::Valid
+                      : split_name == "test"  ? chem::Split::Test
+                                              : throw Error("export: --split must be train, valid or test, got '" + split_name + "'");
+  const std::vector<int64_t> sizes = parse_sizes(a.get("batch-sizes", "16,64,256"));
+  const uint64_t seed = std::stoull(a.get("seed", "1"));
+  const double lambda = std::stod(a.get("lambda", "1"));
+
+  chem::LoadedShiftModel loaded = chem::load_shift_model(model_path);
+  chem::Dataset dataset = chem::load_dataset(data_path);
+  chem::ShiftDataset data(dataset, split, loaded.standardizer, loaded.data_options);
+  std::filesystem::create_directories(out);
+  for (int64_t B : sizes) {
+    if (B > data.size())
+      throw Error("export: batch size " + std::to_string(B) + " exceeds the " + std::to_string(data.size()) +
+                  " usable molecules of the " + split_name + " split");
+    std::vector<int64_t> idx(static_cast<size_t>(data.size()));
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
+    chem::SplitMix64 rng(seed * 1000003ull + static_cast<uint64_t>(B));
+    for (size_t i = idx.size() - 1; i > 0; --i) std::swap(idx[i], idx[rng.next() % (i + 1)]);
+    idx.resize(static_cast<size_t>(B));
+    ShiftBatch batch = data.make_batch(idx);
+
+    ShiftModel& model = *loaded.model;
+    model.eval();
+    NoGradGuard ng;
+    ShiftOutput o = model.forward(batch, /*with_delta_pair=*/false);
+    Tensor loss = shift_loss(o, batch, loss_options(lambda));
+    std::map<std::string, Tensor> t = batch_tensors(batch);
+    t["out.shifts"] = o.shifts;
+    t["out.loss"] = reshape(loss, {1});
+    const std::string path = out + "/shift_batch_" + std::to_string(B) + ".safetensors";
+    save_safetensors(path, t,
+                     {{"model", model_path},
+                      {"data", data_path},
+                      {"split", split_name},
+                      {"seed", std::to_string(seed)},
+                      {"lambda", std::to_string(lambda)},
+                      {"loss", "l1"}});
+    std::printf("%s: B %lld, N %lld, loss %.6f\n", path.c_str(), static_cast<long long>(batch.batch_size()),
+                static_cast<long long>(batch.seq_len()), loss.item());
+  }
+  return 0;
+}
+
+int run_time(const Args& a) {
+  const std::string model_path = a.need("model"), batch_path = a.need("batch");
+  const std::string mode = a.get("mode", "infer");
+  if (mode != "infer" && mode != "train") throw Error("time: --mode must be infer or train, got '" + mode + "'");
+  const int threads = std::stoi(a.get("threads", "0"));
+  const int repeats = std::stoi(a.get("repeats", "10"));
+  if (repeats < 1) throw Error("time: --repeats must be at least 1");
+  if (threads > 0) set_num_threads(threads);
+  const Device dev = Device::parse(a.get("device", "cpu"));
+
+  SafetensorsFile f = load_safetensors(batch_path);
+  const double lambda = f.metadata.count("lambda") ? std::stod(f.metadata.at("lambda")) : 1.0;
+  ShiftBatch batch = batch_to(read_batch(f, batch_path), dev);
+  chem::LoadedShiftModel loaded = chem::load_shift_model(model_path);
+  ShiftModel& model = *loaded.model;
+  model.to(dev);
+  const ShiftLossOptions lo = loss_options(lambda);
+
+  std::unique_ptr<AdamW> adam;
+  if (mode == "train") {
+    model.train();
+    adam = std::make_unique<AdamW>(model.named_parameters(), AdamWOptions{.lr = 1e-5, .weight_decay = 1e-4}, shift_model_decay);
+  } else {
+    model.eval();
+  }
+  auto call = [&]() {
+    if (mode == "infer") {
+      NoGradGuard ng;
+      Tensor s = model.forward(batch, /*with_delta_pair=*/false).shifts;
+      if (dev.is_cuda()) cuda_synchronize();
+      return;
+    }
+    adam->zero_grad();
+    Tensor loss = shift_loss(model.forward(batch, /*with_delta_pair=*/false), batch, lo);
+    loss.backward();
+    clip_grad_norm(model.parameters(), 1.0);
+    adam->step();
+    if (dev.is_cuda()) cuda_synchronize();
+  };
+  call();
+  call();
+  std::vector<double> ms;
+  for (int r = 0; r < repeats; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    call();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  const double median = ms[ms.size() / 2];
+  const double B = static_cast<double>(batch.batch_size());
+  std::printf("{\"engine\": \"larmor\", \"mode\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"B\": %lld, \"N\": %lld, "
+              "\"median_ms\": %.3f, \"min_ms\": %.3f, \"molecules_per_s\": %.1f}\n",
+              mode.c_str(), dev.str().c_str(), num_threads(), static_cast<long long>(batch.batch_size()),
+              static_cast<long long>(batch.seq_len()), median, ms.front(), B / (median / 1000.0));
+  return 0;
+}
+
+}  // namespace
+}  // namespace larmor
+
+int main(int argc, char** argv) {
+  try {
+    larmor::Args a = larmor::parse(argc, argv);
+    if (a.command == "export") return larmor::run_export(a);
+    if (a.command == "time") return larmor::run_time(a);
+    throw larmor::Error("bench_shift_compare: unknown command '" + a.command + "' (export or time)");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
