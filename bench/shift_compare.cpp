@@ -18,12 +18,10 @@
 // dataset, fixed once and read by both engines, so the two timings and the loss check are on identical
 // inputs; the Google Benchmark cases (bench_shift_step) use synthetic batches and need no data.
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -31,7 +29,7 @@
 #include "chem/shift_data.h"
 #include "chem/shift_training.h"
 #include "chem/splitmix.h"
-#include "engine/cuda_runtime.h"
+#include "bench/compare_util.h"
 #include "engine/error.h"
 #include "engine/thread_pool.h"
 #include "layers/optim.h"
@@ -43,46 +41,10 @@ namespace {
 
 const char* const kNuc[kShiftNuclei] = {"1H", "13C", "19F", "31P"};
 
-struct Args {
-  std::string command;
-  std::map<std::string, std::string> opt;
-  std::string get(const std::string& k, const std::string& def = "") const {
-    auto it = opt.find(k);
-    return it == opt.end() ? def : it->second;
-  }
-  std::string need(const std::string& k) const {
-    auto it = opt.find(k);
-    if (it == opt.end()) throw Error(command + ": --" + k + " is required");
-    return it->second;
-  }
-};
+using bench::Args;
+using bench::parse_sizes;
 
-Args parse(int argc, char** argv) {
-  if (argc < 2) throw Error("usage: bench_shift_compare export|time --key value ... (see the top of bench/shift_compare.cpp)");
-  Args a;
-  a.command = argv[1];
-  for (int i = 2; i < argc; i += 2) {
-    std::string k = argv[i];
-    if (k.rfind("--", 0) != 0 || i + 1 >= argc) throw Error("bench_shift_compare: expected '--key value', got '" + k + "'");
-    a.opt[k.substr(2)] = argv[i + 1];
-  }
-  return a;
-}
-
-std::vector<int64_t> parse_sizes(const std::string& s) {
-  std::vector<int64_t> out;
-  size_t p = 0;
-  while (p <= s.size()) {
-    size_t q = s.find(',', p);
-    if (q == std::string::npos) q = s.size();
-    int64_t v = std::stoll(s.substr(p, q - p));
-    if (v <= 0) throw Error("--batch-sizes: sizes must be positive, got '" + s + "'");
-    out.push_back(v);
-    p = q + 1;
-  }
-  return out;
-}
-
+// The training loss of the shipped model: L1 sorted-set terms, weight lambda on the unassigned ones.
 ShiftLossOptions loss_options(double lambda) {
   ShiftLossOptions o;
   o.kind = SetLossKind::L1;
@@ -148,14 +110,11 @@ ShiftBatch batch_to(const ShiftBatch& b, Device d) {
 }
 
 int run_export(const Args& a) {
-  const std::string data_path = a.need("data"), model_path = a.need("model"), out = a.need("out");
-  const std::string split_name = a.get("split", "test");
-  chem::Split split = split_name == "train"   ? chem::Split::Train
-                      : split_name == "valid" ? chem::Split::Valid
-                      : split_name == "test"  ? chem::Split::Test
-                                              : throw Error("export: --split must be train, valid or test, got '" + split_name + "'");
-  const std::vector<int64_t> sizes = parse_sizes(a.get("batch-sizes", "16,64,256"));
-  const uint64_t seed = std::stoull(a.get("seed", "1"));
+  const bench::ExportOptions eo = bench::export_options(a, "16,64,256");
+  const std::string &data_path = eo.data, &model_path = eo.model, &out = eo.out, &split_name = eo.split_name;
+  const chem::Split split = eo.split;
+  const std::vector<int64_t>& sizes = eo.sizes;
+  const uint64_t seed = eo.seed;
   const double lambda = std::stod(a.get("lambda", "1"));
 
   chem::LoadedShiftModel loaded = chem::load_shift_model(model_path);
@@ -197,13 +156,9 @@ int run_export(const Args& a) {
 
 int run_time(const Args& a) {
   const std::string model_path = a.need("model"), batch_path = a.need("batch");
-  const std::string mode = a.get("mode", "infer");
-  if (mode != "infer" && mode != "train") throw Error("time: --mode must be infer or train, got '" + mode + "'");
-  const int threads = std::stoi(a.get("threads", "0"));
-  const int repeats = std::stoi(a.get("repeats", "10"));
-  if (repeats < 1) throw Error("time: --repeats must be at least 1");
-  if (threads > 0) set_num_threads(threads);
-  const Device dev = Device::parse(a.get("device", "cpu"));
+  const bench::TimeOptions to = bench::time_options(a);
+  const std::string& mode = to.mode;
+  const Device dev = to.device;
 
   SafetensorsFile f = load_safetensors(batch_path);
   const double lambda = f.metadata.count("lambda") ? std::stod(f.metadata.at("lambda")) : 1.0;
@@ -224,7 +179,7 @@ int run_time(const Args& a) {
     if (mode == "infer") {
       NoGradGuard ng;
       Tensor s = model.forward(batch, /*with_delta_pair=*/false).shifts;
-      if (dev.is_cuda()) cuda_synchronize();
+      bench::sync_device(dev);
       return;
     }
     adam->zero_grad();
@@ -232,23 +187,10 @@ int run_time(const Args& a) {
     loss.backward();
     clip_grad_norm(model.parameters(), 1.0);
     adam->step();
-    if (dev.is_cuda()) cuda_synchronize();
+    bench::sync_device(dev);
   };
-  call();
-  call();
-  std::vector<double> ms;
-  for (int r = 0; r < repeats; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    call();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  const double median = ms[ms.size() / 2];
-  const double B = static_cast<double>(batch.batch_size());
-  std::printf("{\"engine\": \"larmor\", \"mode\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"B\": %lld, \"N\": %lld, "
-              "\"median_ms\": %.3f, \"min_ms\": %.3f, \"molecules_per_s\": %.1f}\n",
-              mode.c_str(), dev.str().c_str(), num_threads(), static_cast<long long>(batch.batch_size()),
-              static_cast<long long>(batch.seq_len()), median, ms.front(), B / (median / 1000.0));
+  const bench::Timing tm = bench::time_calls(call, to.repeats);
+  bench::report(to, batch.batch_size(), "\"N\": " + std::to_string(batch.seq_len()), tm);
   return 0;
 }
 
@@ -256,13 +198,5 @@ int run_time(const Args& a) {
 }  // namespace larmor
 
 int main(int argc, char** argv) {
-  try {
-    larmor::Args a = larmor::parse(argc, argv);
-    if (a.command == "export") return larmor::run_export(a);
-    if (a.command == "time") return larmor::run_time(a);
-    throw larmor::Error("bench_shift_compare: unknown command '" + a.command + "' (export or time)");
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
+  return larmor::bench::run_tool(argc, argv, "bench_shift_compare", "bench/shift_compare.cpp", larmor::run_export, larmor::run_time);
 }

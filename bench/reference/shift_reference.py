@@ -19,20 +19,17 @@ The model, written from the architecture comment of layers/shift_model.h:
                       x += Out(p v);  x += FC2(GELU(FC1(LN(x))))
   shifts[..., n] = Linear(tanh(Linear(LN_final(x)))) per nucleus with a head.
 """
-import argparse
 import json
 import math
 import os
-import statistics
 import sys
-import time
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 import safetensors_np  # noqa: E402
 
 NUCLEI = ["1H", "13C", "19F", "31P"]
@@ -170,33 +167,14 @@ def load(model_path, batch_path, device):
     weights, meta = safetensors_np.load(model_path)
     c = json.loads(meta["model_config"])
     model = ShiftModel(c)
-    state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in weights.items() if not k.startswith("optim.")}
-    model.load_state_dict(state, strict=True)
-    arrays, bmeta = safetensors_np.load(batch_path)
-    batch = {}
-    for k, v in arrays.items():
-        t = torch.from_numpy(v)
-        if k in ("tokens", "key_mask", "solvent") or k.endswith(".index") or k.endswith(".offsets"):
-            t = t.to(torch.int64)
-        batch[k] = t.to(device)
+    harness.load_weights(model, weights)
+    batch, bmeta = harness.load_batch(batch_path, device)
     return model.to(device), batch, float(bmeta.get("lambda", "1"))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--batch", required=True)
-    ap.add_argument("--mode", choices=["infer", "train"], default="infer")
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--compile", action="store_true", help="time torch.compile(model) instead of eager")
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--tolerance", type=float, default=1e-4, help="parity check: max |shift| and |loss| difference")
-    a = ap.parse_args()
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    dev = torch.device(a.device)
+    a = harness.parser(__doc__.split("\n")[0], "shift").parse_args()
+    dev = harness.setup(a)
     model, batch, lam = load(a.model, a.batch, dev)
     args = (batch["tokens"], batch["coords"], batch["key_mask"], batch["solvent"])
 
@@ -215,7 +193,7 @@ def main():
           file=sys.stderr)
 
     fn = torch.compile(model) if a.compile else model
-    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    sync = harness.synchronizer(dev)
     if a.mode == "infer":
         model.eval()
 
@@ -234,24 +212,8 @@ def main():
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sync()
-    warm = 3 if a.compile else 2
-    for _ in range(warm):
-        call()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    ms = []
-    for _ in range(a.repeats):
-        t0 = time.perf_counter()
-        call()
-        ms.append((time.perf_counter() - t0) * 1000.0)
     B, N = batch["tokens"].shape
-    med = statistics.median(ms)
-    rec = {"engine": "torch.compile" if a.compile else "torch eager", "torch": torch.__version__, "mode": a.mode,
-           "device": a.device, "threads": torch.get_num_threads(), "B": B, "N": N,
-           "median_ms": round(med, 3), "min_ms": round(min(ms), 3), "molecules_per_s": round(B / (med / 1000.0), 1)}
-    if dev.type == "cuda":
-        rec["peak_mem_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    print(json.dumps(rec))
+    harness.time_and_report(call, a, dev, int(B), {"N": int(N)})
     return 0
 
 
