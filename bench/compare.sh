@@ -105,6 +105,9 @@ size = lambda r: str(r["N"]) if "N" in r else f"{r['V']} / {r['Nc']}"
 head = f"| mode | threads | B | {size_col} | larmor ms | molecules/s | torch eager ms | eager / larmor |"
 if has_compile:
     head += " torch.compile ms | compile / larmor |"
+# peak memory: the GPU allocator's peak when a side reports one, else the process' max RSS
+head += " peak MiB larmor / eager |"
+mem = lambda r: r.get("peak_mem_mib", r.get("max_rss_mib"))
 print(head)
 print("|" + " --- |" * (head.count("|") - 1))
 for (mode, t, b), g in groups.items():
@@ -115,5 +118,6 @@ for (mode, t, b), g in groups.items():
     if has_compile:
         c = g.get("torch.compile")
         line += f" {c['median_ms']:.1f} | **{c['median_ms'] / ours['median_ms']:.2f}x** |" if c else " - | - |"
+    line += f" {mem(ours):.0f} / {mem(e):.0f} |" if e and mem(ours) and mem(e) else " - |"
     print(line)
 EOF

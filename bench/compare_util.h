@@ -4,6 +4,8 @@
 // source file. (The tools take plain `--key value` pairs rather than CLI11 so they build on the GPU machine,
 // which has no CLI11.)
 #pragma once
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -126,13 +128,20 @@ inline void sync_device(Device d) {
   if (d.is_cuda()) cuda_synchronize();
 }
 
+// Peak resident memory of this process (model, batch and all intermediates; the CPU figure both sides report).
+inline double max_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux: KiB
+}
+
 // One JSON line in the shape the PyTorch references print (bench/reference/harness.py); `sizes` is the
 // batch's size fields as JSON members, e.g. "\"N\": 65".
 inline void report(const TimeOptions& t, int64_t batch_size, const std::string& sizes, const Timing& tm) {
   std::printf("{\"engine\": \"larmor\", \"mode\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"B\": %lld, %s, "
-              "\"median_ms\": %.3f, \"min_ms\": %.3f, \"molecules_per_s\": %.1f}\n",
+              "\"median_ms\": %.3f, \"min_ms\": %.3f, \"molecules_per_s\": %.1f, \"max_rss_mib\": %.1f}\n",
               t.mode.c_str(), t.device.str().c_str(), num_threads(), static_cast<long long>(batch_size), sizes.c_str(),
-              tm.median_ms, tm.min_ms, static_cast<double>(batch_size) / (tm.median_ms / 1000.0));
+              tm.median_ms, tm.min_ms, static_cast<double>(batch_size) / (tm.median_ms / 1000.0), max_rss_mib());
 }
 
 // main(): parse, run `export` or `time`, and turn any exception into one error line and exit status 1.

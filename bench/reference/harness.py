@@ -3,6 +3,7 @@ so both references time the same way as larmor's bench_*_compare tools (warm-up 
 --repeats calls; CUDA synchronised inside the call)."""
 import argparse
 import json
+import resource
 import statistics
 import time
 
@@ -53,7 +54,8 @@ def time_and_report(call, a, dev, batch_size, sizes):
     rec = {"engine": "torch.compile" if a.compile else "torch eager", "torch": torch.__version__, "mode": a.mode,
            "device": a.device, "threads": torch.get_num_threads(), "B": batch_size, **sizes,
            "median_ms": round(med, 3), "min_ms": round(min(ms), 3),
-           "molecules_per_s": round(batch_size / (med / 1000.0), 1)}
+           "molecules_per_s": round(batch_size / (med / 1000.0), 1),
+           "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)}
     if dev.type == "cuda":
         rec["peak_mem_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     print(json.dumps(rec))
