@@ -260,7 +260,8 @@ TEST_CASE("pair attention: keep_probs = false gives the same out and logits and 
   PairAttentionOut lean = pair_bias_attention(a.q, a.k, a.v, a.bias, a.mask, 0.4, /*keep_probs=*/false);
   CHECK(kept.probs.numel() == B * H * N * N);
   CHECK(lean.probs.numel() == 0);
-  CHECK(max_abs_diff(to_f64(kept.out), to_f64(lean.out)) == 0);
+  // Same values up to rounding: Eigen may take a differently vectorised path for the scratch buffer.
+  CHECK(max_abs_diff(to_f64(kept.out), to_f64(lean.out)) < 1e-12);
   CHECK(max_abs_diff(to_f64(kept.logits), to_f64(lean.logits)) == 0);
 
   // When autograd records the call the probabilities are kept anyway, and the backward works.
