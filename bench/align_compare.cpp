@@ -103,22 +103,18 @@ AlignBatch read_batch(const SafetensorsFile& f, const std::string& path) {
 
 int run_export(const Args& a) {
   const bench::ExportOptions eo = bench::export_options(a, "16,64,128,256");
-  const std::string &data_path = eo.data, &model_path = eo.model, &out = eo.out, &split_name = eo.split_name;
-  const chem::Split split = eo.split;
-  const std::vector<int64_t>& sizes = eo.sizes;
-  const uint64_t seed = eo.seed;
 
-  chem::LoadedAlignModel loaded = chem::load_align_model(model_path);
-  chem::Dataset dataset = chem::load_dataset(data_path);
-  chem::AlignDataset data(dataset, split, loaded.data_options);
+  chem::LoadedAlignModel loaded = chem::load_align_model(eo.model);
+  chem::Dataset dataset = chem::load_dataset(eo.data);
+  chem::AlignDataset data(dataset, eo.split, loaded.data_options);
   AlignModel& model = *loaded.model;
   const AlignLossOptions lo = AlignLossOptions::from(model.config());
-  std::filesystem::create_directories(out);
-  for (int64_t B : sizes) {
+  std::filesystem::create_directories(eo.out);
+  for (int64_t B : eo.sizes) {
     if (B > data.size())
       throw Error("export: batch size " + std::to_string(B) + " exceeds the " + std::to_string(data.size()) +
-                  " usable spectra of the " + split_name + " split");
-    std::vector<int64_t> idx = chem::align_permutation(data.size(), seed, static_cast<uint64_t>(B));
+                  " usable spectra of the " + eo.split_name + " split");
+    std::vector<int64_t> idx = chem::align_permutation(data.size(), eo.seed, static_cast<uint64_t>(B));
     idx.resize(static_cast<size_t>(B));
     AlignBatch batch = data.make_batch(idx);
 
@@ -138,12 +134,12 @@ int run_export(const Args& a) {
     t["out.loss"] = reshape(loss, {1});
     t["out.molecule_loss"] = Tensor::from_vector<float>({static_cast<float>(parts.molecule)}, {1});
     t["out.atom_loss"] = Tensor::from_vector<float>({static_cast<float>(parts.atom)}, {1});
-    const std::string path = out + "/align_batch_" + std::to_string(B) + ".safetensors";
+    const std::string path = eo.out + "/align_batch_" + std::to_string(B) + ".safetensors";
     save_safetensors(path, t,
-                     {{"model", model_path},
-                      {"data", data_path},
-                      {"split", split_name},
-                      {"seed", std::to_string(seed)},
+                     {{"model", eo.model},
+                      {"data", eo.data},
+                      {"split", eo.split_name},
+                      {"seed", std::to_string(eo.seed)},
                       {"task", "align"}});
     std::printf("%s: B %lld, V %lld, E %lld, Nc %lld, loss %.6f (molecule %.6f, atom %.6f)\n", path.c_str(),
                 static_cast<long long>(batch.batch_size()), static_cast<long long>(batch.num_nodes()),

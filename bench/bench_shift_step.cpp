@@ -1,10 +1,11 @@
 // Shift-model training steps and inference forwards at ShiftModelConfig::small() (8 layers x 256 wide, 32
 // heads, FFN 512, K 64) and large(). A step is zero_grad, forward, shift_loss, backward, gradient clipping,
-// AdamW, on one synthetic batch of B molecules (B = 24 is the figure of `larmor train shift`) padded to N = 40 tokens (30..38 atoms with H; NMR8K's mean is 34). The batch comes
-// from tests/test_util.h (random_mol, make_batch: header-only, no doctest), so the benchmark needs only
-// larmor_layers: C-heavy random tokens, coordinates uniform in a 5 Å box, every carbon an assigned 13C target and the H of each molecule
-// one unassigned 1H peak set (both loss terms run). Model, batch and optimizer are built once; each
-// iteration is one step, so BM_ShiftTrainingStep/large:0/B:24 is what `larmor train shift --config small` pays per batch.
+// AdamW, on one synthetic batch of B molecules padded to N = 40 tokens (30..38 atoms with H; NMR8K's mean is
+// 34). The batch comes from tests/test_util.h (random_mol, make_batch: header-only, no doctest), so the
+// benchmark needs only larmor_layers: C-heavy random tokens, coordinates uniform in a 5 Å box, every carbon
+// an assigned 13C target and the H of each molecule one unassigned 1H peak set (both loss terms run). Model,
+// batch and optimizer are built once; each iteration is one step, so BM_ShiftTrainingStep/large:0/B:24 is
+// what `larmor train shift --config small` pays per batch.
 //
 // For a per-op breakdown run it with LARMOR_PROFILE=1 (kernels/dispatch.cpp prints a table at exit).
 #include <benchmark/benchmark.h>
@@ -70,7 +71,6 @@ ShiftBatch make_step_batch(int64_t B = kMolecules) {
   batch.unassigned[0] = make_targets(hi, ht, hoff);
   return batch;
 }
-
 
 // The end-to-end cases of the performance issue: one training step and one inference forward (eval mode,
 // no tape, shifts only) at B = 16, 64, 256 synthetic molecules, for `small` and `large`; peak CPU memory of

@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -111,41 +112,36 @@ ShiftBatch batch_to(const ShiftBatch& b, Device d) {
 
 int run_export(const Args& a) {
   const bench::ExportOptions eo = bench::export_options(a, "16,64,256");
-  const std::string &data_path = eo.data, &model_path = eo.model, &out = eo.out, &split_name = eo.split_name;
-  const chem::Split split = eo.split;
-  const std::vector<int64_t>& sizes = eo.sizes;
-  const uint64_t seed = eo.seed;
   const double lambda = std::stod(a.get("lambda", "1"));
 
-  chem::LoadedShiftModel loaded = chem::load_shift_model(model_path);
-  chem::Dataset dataset = chem::load_dataset(data_path);
-  chem::ShiftDataset data(dataset, split, loaded.standardizer, loaded.data_options);
-  std::filesystem::create_directories(out);
-  for (int64_t B : sizes) {
+  chem::LoadedShiftModel loaded = chem::load_shift_model(eo.model);
+  chem::Dataset dataset = chem::load_dataset(eo.data);
+  chem::ShiftDataset data(dataset, eo.split, loaded.standardizer, loaded.data_options);
+  ShiftModel& model = *loaded.model;
+  model.eval();
+  std::filesystem::create_directories(eo.out);
+  for (int64_t B : eo.sizes) {
     if (B > data.size())
       throw Error("export: batch size " + std::to_string(B) + " exceeds the " + std::to_string(data.size()) +
-                  " usable molecules of the " + split_name + " split");
+                  " usable molecules of the " + eo.split_name + " split");
     std::vector<int64_t> idx(static_cast<size_t>(data.size()));
-    for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
-    chem::SplitMix64 rng(seed * 1000003ull + static_cast<uint64_t>(B));
-    for (size_t i = idx.size() - 1; i > 0; --i) std::swap(idx[i], idx[rng.next() % (i + 1)]);
+    std::iota(idx.begin(), idx.end(), int64_t{0});
+    chem::SplitMix64(eo.seed * 1000003ull + static_cast<uint64_t>(B)).shuffle(idx);
     idx.resize(static_cast<size_t>(B));
     ShiftBatch batch = data.make_batch(idx);
 
-    ShiftModel& model = *loaded.model;
-    model.eval();
     NoGradGuard ng;
     ShiftOutput o = model.forward(batch, /*with_delta_pair=*/false);
     Tensor loss = shift_loss(o, batch, loss_options(lambda));
     std::map<std::string, Tensor> t = batch_tensors(batch);
     t["out.shifts"] = o.shifts;
     t["out.loss"] = reshape(loss, {1});
-    const std::string path = out + "/shift_batch_" + std::to_string(B) + ".safetensors";
+    const std::string path = eo.out + "/shift_batch_" + std::to_string(B) + ".safetensors";
     save_safetensors(path, t,
-                     {{"model", model_path},
-                      {"data", data_path},
-                      {"split", split_name},
-                      {"seed", std::to_string(seed)},
+                     {{"model", eo.model},
+                      {"data", eo.data},
+                      {"split", eo.split_name},
+                      {"seed", std::to_string(eo.seed)},
                       {"lambda", std::to_string(lambda)},
                       {"loss", "l1"}});
     std::printf("%s: B %lld, N %lld, loss %.6f\n", path.c_str(), static_cast<long long>(batch.batch_size()),

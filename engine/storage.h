@@ -2,8 +2,9 @@
 // reshape and leading-axis slices are cheap views (offset + shape) and never copy.
 //
 // Allocation goes through the Allocator interface, one per device type. The CPU allocator returns
-// 64-byte aligned memory (Eigen/AVX friendly) and caches large blocks (storage.cpp says why). The CUDA caching allocator (no cudaMalloc per op) is
-// registered by the CUDA runtime when the engine is built with CUDA and a device is present.
+// 64-byte aligned memory (Eigen/AVX friendly) and caches large blocks (storage.cpp says why). The CUDA
+// caching allocator (no cudaMalloc per op) is registered by the CUDA runtime when the engine is built with
+// CUDA and a device is present.
 #pragma once
 #include <cstddef>
 #include <memory>

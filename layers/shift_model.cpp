@@ -229,7 +229,6 @@ ShiftModel::ShiftModel(const ShiftModelConfig& c, uint64_t seed, DType dtype) : 
 struct ShiftModel::HostMasks {
   Tensor key;        // (B, N) model dtype: 1 for [CLS], atoms and [SEP]
   Tensor atom_pair;  // (B, N, N) atom_i * atom_j (atom: a real atom, not [CLS]/[SEP]/padding)
-  Tensor key_pair;   // (B, N, N) key_i * key_j
   Tensor edge;       // (B, N, N) i32 edge type tok_i * V + tok_j
   Tensor inv_real;   // (B, 1, 1) 1 / number of real tokens (0 for an empty row)
   Tensor key_i32;    // (B, N) i32 key mask for the attention op
@@ -238,7 +237,7 @@ struct ShiftModel::HostMasks {
     const int64_t B = b.batch_size(), N = b.seq_len(), V = c.vocab_size;
     std::vector<int32_t> tok = host_i32(b.tokens, "tokens");
     std::vector<int32_t> km = host_i32(b.key_mask, "key_mask");
-    std::vector<double> key(B * N), atom(B * N), ap(B * N * N), kp(B * N * N), inv(B);
+    std::vector<double> key(B * N), atom(B * N), ap(B * N * N), inv(B);
     std::vector<int32_t> edge(want_edge ? B * N * N : 0);
     for (int64_t i = 0; i < B * N; ++i) {
       if (tok[i] < 0 || tok[i] >= V)
@@ -255,14 +254,12 @@ struct ShiftModel::HostMasks {
         for (int64_t j = 0; j < N; ++j) {
           int64_t p = (bb * N + i) * N + j;
           ap[p] = atom[bb * N + i] * atom[bb * N + j];
-          kp[p] = key[bb * N + i] * key[bb * N + j];
           if (want_edge) edge[p] = static_cast<int32_t>(tok[bb * N + i] * V + tok[bb * N + j]);
         }
     }
     HostMasks m;
     m.key = host_to(key, {B, N}, dt, dev);
     m.atom_pair = host_to(ap, {B, N, N}, dt, dev);
-    m.key_pair = host_to(kp, {B, N, N}, dt, dev);
     m.inv_real = host_to(inv, {B, 1, 1}, dt, dev);
     std::vector<int32_t> k01(km.size());
     for (size_t i = 0; i < km.size(); ++i) k01[i] = km[i] != 0 ? 1 : 0;
@@ -376,7 +373,8 @@ ShiftOutput ShiftModel::forward(const ShiftBatch& batch, bool with_delta_pair) {
   out.hidden = final_ln_->forward(x);  // (B, N, D)
   out.pair = bias;                     // (B, H, N, N)
   if (with_delta_pair)
-    out.delta_pair = mul(permute(sub(bias, bias0), {0, 2, 3, 1}), reshape(m.key_pair, {B, N, N, 1}));  // (B, N, N, H)
+    out.delta_pair = mul(mul(permute(sub(bias, bias0), {0, 2, 3, 1}), reshape(m.key, {B, N, 1, 1})),
+                         reshape(m.key, {B, 1, N, 1}));  // (B, N, N, H), zero unless key_i and key_j
   out.has_head = cfg_.nuclei;
 
   std::vector<Tensor> cols;

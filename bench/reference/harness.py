@@ -1,6 +1,6 @@
-"""What shift_reference.py and align_reference.py share: the command line, the timing loop and the JSON line,
-so both references time the same way as larmor's bench_*_compare tools (warm-up calls, then the median of
---repeats calls; CUDA synchronised inside the call)."""
+"""What shift_reference.py and align_reference.py share: the command line, loading a larmor checkpoint and a
+batch file, the timing loop and the JSON line, so both references time the same way as larmor's
+bench_*_compare tools (warm-up calls, then the median of --repeats calls; CUDA synchronised inside the call)."""
 import argparse
 import json
 import resource
@@ -62,8 +62,8 @@ def time_and_report(call, a, dev, batch_size, sizes):
 
 
 def load_weights(model, weights):
-    """Copies a larmor checkpoint's tensors (name -> np.ndarray, f16/bf16 already widened or not) into the
-    model, strictly by name; the optimizer state ("optim.*") is skipped."""
+    """Copies a larmor checkpoint's tensors (name -> np.ndarray, as safetensors_np.load returns them; f16
+    entries become f32) into the model, strictly by name; the optimizer state ("optim.*") is skipped."""
     state = {k: torch.from_numpy(v.astype("float32")) for k, v in weights.items() if not k.startswith("optim.")}
     model.load_state_dict(state, strict=True)
 

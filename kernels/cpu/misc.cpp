@@ -93,23 +93,19 @@ std::vector<TensorMeta> infer_GaussianBasis(const std::vector<Tensor>& in, const
   s.push_back(in[1].shape()[0]);
   return {{s, in[0].dtype()}};
 }
-template <typename T>
-inline T gaussian_value(T x, T mean, T s) {
-  T z = (x - mean) / s;
-  return std::exp(T(-0.5) * z * z) * static_cast<T>(kInvSqrt2Pi) / s;
-}
-// Both passes below evaluate a row of K basis functions at once with Eigen's packet exp (the scalar
-// std::exp made this op a tenth of shift-model inference); gaussian_value stays the one-element spec.
+// The per-basis-function constants of g = exp(-z^2 / 2) / (sqrt(2 pi) s), z = (x - mean) / s. The forward and
+// the backward's first pass evaluate a row of K functions at once with Eigen's packet exp (the scalar
+// std::exp made this op a tenth of shift-model inference).
 template <typename T>
 struct GaussianRow {
   using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
-  Arr mean, inv_s, coef;  // (K): mean, 1 / s, 1 / (sqrt(2 pi) s)
-  GaussianRow(const T* m, const T* sd, int64_t k) : mean(k), inv_s(k), coef(k) {
+  Arr mean, s, inv_s, coef;  // (K): mean, s = |std| + floor, 1 / s, 1 / (sqrt(2 pi) s)
+  GaussianRow(const T* m, const T* sd, int64_t k) : mean(k), s(k), inv_s(k), coef(k) {
     for (int64_t j = 0; j < k; ++j) {
-      const T s = std::abs(sd[j]) + static_cast<T>(kStdFloor);
       mean[j] = m[j];
-      inv_s[j] = T(1) / s;
-      coef[j] = static_cast<T>(kInvSqrt2Pi) / s;
+      s[j] = std::abs(sd[j]) + static_cast<T>(kStdFloor);
+      inv_s[j] = T(1) / s[j];
+      coef[j] = static_cast<T>(kInvSqrt2Pi) / s[j];
     }
   }
 };
@@ -149,22 +145,19 @@ void fwd_GaussianBasisBackward(const std::vector<Tensor>& in, std::vector<Tensor
   int64_t n = in[0].numel(), k = in[1].shape()[0];
   LARMOR_DISPATCH_FLOAT(in[0].dtype(), "GaussianBasisBackward", [&] {
     const scalar_t* x = cptr<scalar_t>(in[0]);
-    const scalar_t* mean = cptr<scalar_t>(in[1]);
     const scalar_t* sd = cptr<scalar_t>(in[2]);
     const scalar_t* dy = cptr<scalar_t>(in[3]);
     scalar_t* dx = mptr<scalar_t>(out[0]);
     scalar_t* dmean = mptr<scalar_t>(out[1]);
     scalar_t* dstd = mptr<scalar_t>(out[2]);
-    std::vector<scalar_t> s(static_cast<size_t>(k));  // (K) the floored widths
-    for (int64_t j = 0; j < k; ++j) s[j] = std::abs(sd[j]) + static_cast<scalar_t>(kStdFloor);
+    const GaussianRow<scalar_t> g(cptr<scalar_t>(in[1]), sd, k);
     // Pass 1, one row of x per index: p = dy * g (kept for pass 2, so exp runs once per element) and
-    // dx = sum_k -p z / s in increasing k.
-    // (..., K) dy * g. Eigen storage, not std::vector: Eigen's packet loops peel scalar iterations up to
+    // dx = sum_k -p z / s (Eigen's vectorised sum: a fixed order for a given K, whatever the thread count).
+    // prod (..., K) = dy * g. Eigen storage, not std::vector: Eigen's packet loops peel scalar iterations up to
     // the first aligned address, and scalar and packet exp / sums round differently, so every buffer they
     // touch must have the same alignment on every run (malloc's 16 bytes made resumed runs differ).
     using Arr = typename GaussianRow<scalar_t>::Arr;
     Arr prod(n * k);
-    const GaussianRow<scalar_t> g(mean, sd, k);
     parallel_for(0, n, std::max<int64_t>(1, kGrain / std::max<int64_t>(k, 1)), [&](int64_t lo, int64_t hi) {
       Arr z(k);
       for (int64_t i = lo; i < hi; ++i) {
@@ -183,8 +176,8 @@ void fwd_GaussianBasisBackward(const std::vector<Tensor>& in, std::vector<Tensor
         const scalar_t xi = x[i];
         const scalar_t* prow = prod.data() + i * k;
         for (int64_t j = lo; j < hi; ++j) {
-          const scalar_t z = (xi - mean[j]) / s[j];
-          const scalar_t t = prow[j] / s[j];
+          const scalar_t z = (xi - g.mean[j]) / g.s[j];
+          const scalar_t t = prow[j] / g.s[j];
           am[j - lo] += t * z;
           as[j - lo] += t * (z * z - scalar_t(1));
         }
