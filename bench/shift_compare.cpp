@@ -57,6 +57,8 @@ ShiftLossOptions loss_options(double lambda) {
 std::map<std::string, Tensor> batch_tensors(const ShiftBatch& b) {
   std::map<std::string, Tensor> t = {
       {"tokens", b.tokens}, {"coords", b.coords}, {"key_mask", b.key_mask}, {"solvent", b.solvent}};
+  if (b.atom_features.defined()) t["atom_features"] = b.atom_features;
+  if (b.pair_types.defined()) t["pair_types"] = b.pair_types;
   auto put = [&](const std::string& kind, const ShiftTargets& s, int n) {
     if (s.size() == 0) return;
     std::string base = kind + "." + kNuc[n] + ".";
@@ -82,6 +84,8 @@ ShiftBatch read_batch(const SafetensorsFile& f, const std::string& path) {
   b.coords = get("coords");
   b.key_mask = get("key_mask");
   b.solvent = get("solvent");
+  if (f.tensors.count("atom_features")) b.atom_features = get("atom_features");
+  if (f.tensors.count("pair_types")) b.pair_types = get("pair_types");
   for (int n = 0; n < kShiftNuclei; ++n)
     for (auto [kind, dst] : {std::pair<std::string, ShiftTargets*>{"assigned", &b.assigned[n]}, {"unassigned", &b.unassigned[n]}}) {
       std::string base = kind + "." + kNuc[n] + ".";
@@ -99,6 +103,8 @@ ShiftBatch batch_to(const ShiftBatch& b, Device d) {
   o.coords = b.coords.to(d);
   o.key_mask = b.key_mask.to(d);
   o.solvent = b.solvent.to(d);
+  if (b.atom_features.defined()) o.atom_features = b.atom_features.to(d);
+  if (b.pair_types.defined()) o.pair_types = b.pair_types.to(d);
   for (int n = 0; n < kShiftNuclei; ++n)
     for (auto [src, dst] : {std::pair<const ShiftTargets*, ShiftTargets*>{&b.assigned[n], &o.assigned[n]},
                             {&b.unassigned[n], &o.unassigned[n]}}) {

@@ -336,6 +336,8 @@ std::vector<std::vector<double>> predict_13c_shifts(LoadedShiftModel& shift, con
     int32_t num_atoms = 0, solvent = 0;
     std::vector<int32_t> tokens;  // (num_atoms + 2)
     std::vector<float> coords;    // (num_atoms + 2, 3)
+    std::vector<int32_t> atom_features;  // (num_atoms + 2, kShiftAtomFeatures)
+    std::vector<uint8_t> pair_types;     // (num_atoms + 2, num_atoms + 2)
   };
   std::vector<Input> inputs;
   for (size_t k = 0; k < entries.size(); ++k) {
@@ -351,6 +353,8 @@ std::vector<std::vector<double>> predict_13c_shifts(LoadedShiftModel& shift, con
     in.solvent = use_solvent ? static_cast<int32_t>(solvent ? *solvent : e.solvent) : 0;
     in.tokens = std::move(f.tokens);
     in.coords = std::move(f.coords);
+    in.atom_features = std::move(f.token_features);
+    in.pair_types = std::move(f.token_pairs);
     if (in.tokens.size() != static_cast<size_t>(in.num_atoms + 2) || in.coords.size() != in.tokens.size() * 3)
       throw Error("predict 13C: entry " + std::to_string(entries[k]) + " ('" + e.mol.id + "'): featurize gave " +
                   std::to_string(in.tokens.size()) + " tokens for " + std::to_string(in.num_atoms) + " atoms");
@@ -365,7 +369,8 @@ std::vector<std::vector<double>> predict_13c_shifts(LoadedShiftModel& shift, con
     const size_t b1 = std::min(inputs.size(), b0 + static_cast<size_t>(batch_size));
     std::vector<ShiftInputRow> rows;
     for (size_t k = b0; k < b1; ++k)
-      rows.push_back({&inputs[k].tokens, &inputs[k].coords, inputs[k].solvent, entries[inputs[k].slot]});
+      rows.push_back({&inputs[k].tokens, &inputs[k].coords, inputs[k].solvent, entries[inputs[k].slot],
+                      &inputs[k].atom_features, &inputs[k].pair_types});
     const ShiftBatch batch = pad_shift_inputs(rows);
     const int64_t B = batch.tokens.size(0), N = batch.tokens.size(1);  // (B, N): sorted, so little padding
     const std::vector<float> z = host_f32(model.forward(batch, /*with_delta_pair=*/false).shifts);  // (B, N, 4) standardised

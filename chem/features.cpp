@@ -224,6 +224,42 @@ MoleculeFeatures featurize(const Molecule& mol, const FeatureOptions& options) {
       for (int d = 0; d < 3; ++d) f.coords[(i + 1) * 3 + d] = static_cast<float>(mol.coords[i][d] - mean[d]);
   }
 
+  // ---- shift-model chemistry inputs: atom feature rows and bond-graph pair types ----
+  f.token_features.assign(static_cast<size_t>(n + 2) * kShiftAtomFeatures, 0);
+  for (int t = 0; t < n + 2; ++t)
+    for (int k = 0; k < kShiftAtomFeatures; ++k) f.token_features[t * kShiftAtomFeatures + k] = kShiftAtomFeatureOffsets[k];
+  for (int i = 0; i < n; ++i) {
+    const Atom& a = mol.atoms[i];
+    const int32_t values[kShiftAtomFeatures] = {hybridization_index(a.hybridization), a.aromatic ? 1 : 0, a.in_ring ? 1 : 0,
+                                                std::min<int32_t>(a.num_h, 4), std::clamp<int32_t>(a.formal_charge, -2, 2) + 2};
+    for (int k = 0; k < kShiftAtomFeatures; ++k)
+      f.token_features[(i + 1) * kShiftAtomFeatures + k] = kShiftAtomFeatureOffsets[k] + 1 + values[k];
+  }
+  f.token_pairs.assign(static_cast<size_t>(n + 2) * (n + 2), 0);
+  {
+    std::vector<int32_t> hops(n);
+    std::vector<int32_t> queue(n);
+    for (int s = 0; s < n; ++s) {  // breadth-first search from every atom, up to kShiftPairMaxPath bonds
+      std::fill(hops.begin(), hops.end(), -1);
+      hops[s] = 0;
+      int head = 0, tail = 0;
+      queue[tail++] = s;
+      while (head < tail) {
+        const int u = queue[head++];
+        if (hops[u] == kShiftPairMaxPath) continue;
+        for (const auto& nb : adj[u])
+          if (hops[nb.atom] < 0) {
+            hops[nb.atom] = hops[u] + 1;
+            queue[tail++] = nb.atom;
+          }
+      }
+      uint8_t* row = &f.token_pairs[static_cast<size_t>(s + 1) * (n + 2) + 1];
+      for (int t = 0; t < n; ++t)
+        row[t] = static_cast<uint8_t>(hops[t] < 0 ? kShiftPairTypes - 1 : hops[t] == 0 ? 1 : 4 + hops[t]);
+      for (const auto& nb : adj[s]) row[nb.atom] = static_cast<uint8_t>(2 + static_cast<int>(mol.bonds[nb.bond].type));
+    }
+  }
+
   // ---- graph nodes ----
   f.atom_node.assign(n, -1);
   for (int i = 0; i < n; ++i) {

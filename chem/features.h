@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "chem/molecule.h"
+#include "layers/shift_batch.h"
 
 namespace larmor::chem {
 
@@ -55,6 +56,10 @@ struct MoleculeFeatures {
   std::vector<int32_t> tokens;       // (N + 2,) [CLS] atom tokens... [SEP]
   std::vector<float> coords;         // (N + 2, 3) row-major, centred on the atoms' mean; [CLS]/[SEP] at the
                                      // origin; empty when the molecule has no 3D coordinates
+  // Chemistry inputs of the shift model (layers/shift_batch.h documents the encodings), on the same token
+  // sequence: per token kShiftAtomFeatures table rows, and the bond-graph pair type of every token pair.
+  std::vector<int32_t> token_features;  // (N + 2, kShiftAtomFeatures)
+  std::vector<uint8_t> token_pairs;     // (N + 2, N + 2) row-major, symmetric
 
   // 2D graph
   std::vector<int32_t> node_atom;      // (V,) atom index of each node

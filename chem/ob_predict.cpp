@@ -160,7 +160,7 @@ ShiftPrediction ShiftPredictor::predict(const Molecule& mol, chem::Solvent solve
   const Molecule& m = p.molecule;
   const chem::MoleculeFeatures f = chem::featurize(m);
   const int32_t solvent_class = model_->data_options.use_solvent ? static_cast<int32_t>(solvent) : 0;
-  const ShiftBatch batch = chem::pad_shift_inputs({{&f.tokens, &f.coords, solvent_class, 0}});  // (1, atoms + 2)
+  const ShiftBatch batch = chem::pad_shift_inputs({{&f.tokens, &f.coords, solvent_class, 0, &f.token_features, &f.token_pairs}});  // (1, atoms + 2)
 
   std::vector<float> z;  // (atoms + 2, 4) standardised
   {

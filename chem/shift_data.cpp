@@ -366,6 +366,8 @@ ShiftDataset::ShiftDataset(const Dataset& dataset, Split split, const ShiftStand
     MoleculeFeatures f = featurize(mol, FeatureOptions{false});
     s.tokens = std::move(f.tokens);
     s.coords = std::move(f.coords);
+    s.atom_features = std::move(f.token_features);
+    s.pair_types = std::move(f.token_pairs);
     if (s.tokens.size() != static_cast<size_t>(n_atoms + 2) || s.coords.size() != s.tokens.size() * 3)
       fail("ShiftDataset", entry_name(dataset, e) + ": featurize gave " + std::to_string(s.tokens.size()) +
                                " tokens and " + std::to_string(s.coords.size()) + " coordinates for " +
@@ -404,22 +406,47 @@ ShiftBatch pad_shift_inputs(const std::vector<ShiftInputRow>& rows) {
     longest = std::max(longest, r.tokens->size());
   }
   const int64_t B = static_cast<int64_t>(rows.size()), N = static_cast<int64_t>(longest);
+  const int64_t F = kShiftAtomFeatures;
+  bool chem = true;  // every row carries atom features and pair types
+  for (size_t b = 0; b < rows.size(); ++b) {
+    const ShiftInputRow& r = rows[b];
+    const size_t T = r.tokens->size();
+    if (!r.atom_features || !r.pair_types) {
+      chem = false;
+      continue;
+    }
+    if (r.atom_features->size() != T * F || r.pair_types->size() != T * T)
+      fail("pad_shift_inputs", "row " + std::to_string(b) + ": atom features / pair types are not sized to its " +
+                                   std::to_string(T) + " tokens");
+  }
   std::vector<int32_t> tokens(B * N, 0), key_mask(B * N, 0), solvent(B, 0);  // (B, N), (B, N), (B)
   std::vector<float> coords(B * N * 3, 0.0f);                                  // (B, N, 3)
+  std::vector<int32_t> feats(chem ? B * N * F : 0, 0), pairs(chem ? B * N * N : 0, 0);  // (B, N, F), (B, N, N)
   ShiftBatch batch;
   batch.entries.reserve(rows.size());
   for (int64_t b = 0; b < B; ++b) {
     const ShiftInputRow& r = rows[static_cast<size_t>(b)];
+    const int64_t T = static_cast<int64_t>(r.tokens->size());
     std::copy(r.tokens->begin(), r.tokens->end(), tokens.begin() + b * N);
-    std::fill(key_mask.begin() + b * N, key_mask.begin() + b * N + static_cast<int64_t>(r.tokens->size()), 1);
+    std::fill(key_mask.begin() + b * N, key_mask.begin() + b * N + T, 1);
     std::copy(r.coords->begin(), r.coords->end(), coords.begin() + b * N * 3);
     solvent[b] = r.solvent;
     batch.entries.push_back(r.entry);
+    if (!chem) continue;
+    std::copy(r.atom_features->begin(), r.atom_features->end(), feats.begin() + b * N * F);
+    for (int64_t t = T; t < N; ++t)  // padding tokens: the "not an atom" row of every field
+      for (int64_t k = 0; k < F; ++k) feats[(b * N + t) * F + k] = kShiftAtomFeatureOffsets[k];
+    for (int64_t i = 0; i < T; ++i)
+      for (int64_t j = 0; j < T; ++j) pairs[(b * N + i) * N + j] = (*r.pair_types)[i * T + j];
   }
   batch.tokens = Tensor::from_vector(tokens, {B, N});
   batch.coords = Tensor::from_vector(coords, {B, N, 3});
   batch.key_mask = Tensor::from_vector(key_mask, {B, N});
   batch.solvent = Tensor::from_vector(solvent, {B});
+  if (chem) {
+    batch.atom_features = Tensor::from_vector(feats, {B, N, F});
+    batch.pair_types = Tensor::from_vector(pairs, {B, N, N});
+  }
   return batch;
 }
 
@@ -431,7 +458,7 @@ ShiftBatch ShiftDataset::make_batch(const std::vector<int64_t>& rows) const {
     if (r < 0 || r >= size())
       fail("ShiftDataset::make_batch", "sample " + std::to_string(r) + " outside [0, " + std::to_string(size()) + ")");
     const ShiftSample& smp = samples_[r];
-    inputs.push_back({&smp.tokens, &smp.coords, smp.solvent, smp.entry});
+    inputs.push_back({&smp.tokens, &smp.coords, smp.solvent, smp.entry, &smp.atom_features, &smp.pair_types});
   }
   ShiftBatch batch = pad_shift_inputs(inputs);
   const int64_t B = static_cast<int64_t>(rows.size()), N = batch.tokens.size(1);  // N = longest + 2

@@ -137,6 +137,8 @@ struct ShiftSample {
   bool labelled = false;   // has at least one assigned segment
   std::vector<int32_t> tokens;  // (num_atoms + 2) [CLS] atoms [SEP]
   std::vector<float> coords;    // (num_atoms + 2, 3) centred; [CLS]/[SEP] at the origin
+  std::vector<int32_t> atom_features;  // (num_atoms + 2, kShiftAtomFeatures) MoleculeFeatures::token_features
+  std::vector<uint8_t> pair_types;     // (num_atoms + 2, num_atoms + 2) MoleculeFeatures::token_pairs
   std::vector<ShiftSegment> segments;
   std::vector<int32_t> atoms;   // molecule-local atom of each compared prediction (token = atom + 1)
   std::vector<float> shifts;    // ppm target of each row, ascending within a segment
@@ -148,11 +150,13 @@ struct ShiftInputRow {
   const std::vector<float>* coords = nullptr;    // (atoms + 2, 3)
   int32_t solvent = 0;                           // Solvent class fed to the model
   int64_t entry = -1;                            // ShiftBatch::entries of the row
+  const std::vector<int32_t>* atom_features = nullptr;  // (atoms + 2, kShiftAtomFeatures) or null
+  const std::vector<uint8_t>* pair_types = nullptr;     // (atoms + 2, atoms + 2) or null
 };
 
 // The input half of a ShiftBatch: tokens, coords, key_mask (1 on each row's atoms + 2) padded to the longest
-// row, solvent and entries; no targets. Throws larmor::Error on no rows or a row whose coords are not
-// 3 x tokens.
+// row, solvent and entries, and atom_features / pair_types when every row carries them; no targets. Throws
+// larmor::Error on no rows or a row whose coords are not 3 x tokens (or whose features are not sized to them).
 ShiftBatch pad_shift_inputs(const std::vector<ShiftInputRow>& rows);
 
 struct ShiftDataStats {

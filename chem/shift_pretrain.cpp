@@ -38,6 +38,8 @@ struct Sample {
   int32_t solvent = 0;
   std::vector<int32_t> tokens;  // (num_atoms + 2)
   std::vector<float> coords;    // (num_atoms + 2, 3)
+  std::vector<int32_t> atom_features;  // (num_atoms + 2, kShiftAtomFeatures)
+  std::vector<uint8_t> pair_types;     // (num_atoms + 2, num_atoms + 2)
 };
 
 std::vector<Sample> build_samples(const Dataset& ds, Split split, bool solvent, int64_t* without_3d) {
@@ -57,6 +59,8 @@ std::vector<Sample> build_samples(const Dataset& ds, Split split, bool solvent, 
     s.solvent = solvent ? static_cast<int32_t>(entry.solvent) : 0;
     s.tokens = std::move(f.tokens);
     s.coords = std::move(f.coords);
+    s.atom_features = std::move(f.token_features);
+    s.pair_types = std::move(f.token_pairs);
     if (s.tokens.size() != static_cast<size_t>(s.num_atoms + 2) || s.coords.size() != s.tokens.size() * 3)
       pretrain_fail("entry " + std::to_string(e) + " ('" + entry.mol.id + "'): featurize gave " +
                     std::to_string(s.tokens.size()) + " tokens for " + std::to_string(s.num_atoms) + " atoms");
@@ -68,7 +72,10 @@ std::vector<Sample> build_samples(const Dataset& ds, Split split, bool solvent, 
 // Padded clean batch of the given samples (the ShiftBatch contract, no shift targets).
 ShiftBatch make_batch(const std::vector<Sample>& samples, const std::vector<int64_t>& rows) {
   std::vector<ShiftInputRow> inputs;
-  for (int64_t r : rows) inputs.push_back({&samples[r].tokens, &samples[r].coords, samples[r].solvent, samples[r].entry});
+  for (int64_t r : rows) {
+    const Sample& s = samples[r];
+    inputs.push_back({&s.tokens, &s.coords, s.solvent, s.entry, &s.atom_features, &s.pair_types});
+  }
   return pad_shift_inputs(inputs);
 }
 

@@ -23,6 +23,25 @@ namespace larmor {
 // Nucleus order shared with chem/nmr.h (Nucleus::H1 = 0, C13 = 1, F19 = 2, P31 = 3).
 inline constexpr int kShiftNuclei = 4;
 
+// Optional chemistry inputs (ShiftModelConfig::atom_features / graph_pairs; chem::featurize fills them).
+// Atom features: kShiftAtomFeatures ids per token, each already offset into one shared embedding table of
+// kShiftAtomFeatureRows rows; id = offset + 0 means "not an atom" ([CLS]/[SEP]/padding), atoms use
+// offset + 1 + value:
+//   field          offset  values
+//   hybridisation   0      0..5 (other/S, SP, SP2, SP3, SP3D, SP3D2)
+//   aromatic        7      0/1
+//   in ring        10      0/1
+//   attached H     13      0..4 (clamped)
+//   formal charge  19      -2..2 (clamped) + 2
+inline constexpr int kShiftAtomFeatures = 5;
+inline constexpr int kShiftAtomFeatureOffsets[kShiftAtomFeatures] = {0, 7, 10, 13, 19};
+inline constexpr int kShiftAtomFeatureRows = 25;
+// Pair types from the bond graph (explicit H included): 0 = a pair with [CLS]/[SEP]/padding, 1 = the atom
+// itself, 2..5 = bonded by a single/double/triple/aromatic bond, 6..12 = shortest path of 2..8 bonds,
+// 13 = further apart or not connected.
+inline constexpr int kShiftPairTypes = 14;
+inline constexpr int kShiftPairMaxPath = 8;
+
 struct ShiftTargets {
   Tensor index;    // (T) i64: flat token position b * N + n of each compared prediction
   Tensor target;   // (T) f32: standardised target shift, aligned with index
@@ -35,6 +54,9 @@ struct ShiftBatch {
   Tensor coords;    // (B, N, 3) f32, Å, centred per molecule; [CLS]/[SEP]/[PAD] at the origin
   Tensor key_mask;  // (B, N) i32: 1 for [CLS], atoms and [SEP]; 0 for padding
   Tensor solvent;   // (B) i32 solvent class (chem::Solvent order; 0 = unknown)
+  Tensor atom_features;  // (B, N, kShiftAtomFeatures) i32 table rows (see above; 0 rows on [CLS]/[SEP]/padding);
+                         // undefined when the rows carried none (models with atom_features need them)
+  Tensor pair_types;     // (B, N, N) i32 pair type (see above; 0 on padding); undefined when not carried
   std::array<ShiftTargets, kShiftNuclei> assigned;    // per nucleus; empty Tensors when none
   std::array<ShiftTargets, kShiftNuclei> unassigned;  // per nucleus; empty Tensors when none
   std::vector<int64_t> entries;                       // dataset entry of each row b

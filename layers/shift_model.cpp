@@ -120,7 +120,9 @@ std::string ShiftModelConfig::to_json() const {
             {"vocab_size", vocab_size},
             {"num_solvents", num_solvents},
             {"nuclei", nuc},
-            {"solvent_conditioning", solvent_conditioning}};
+            {"solvent_conditioning", solvent_conditioning},
+            {"atom_features", atom_features},
+            {"graph_pairs", graph_pairs}};
   return j.dump();
 }
 
@@ -140,6 +142,8 @@ ShiftModelConfig ShiftModelConfig::from_json(const std::string& text) {
     else if (k == "vocab_size") c.vocab_size = v.get<int64_t>();
     else if (k == "num_solvents") c.num_solvents = v.get<int64_t>();
     else if (k == "solvent_conditioning") c.solvent_conditioning = v.get<bool>();
+    else if (k == "atom_features") c.atom_features = v.get<bool>();
+    else if (k == "graph_pairs") c.graph_pairs = v.get<bool>();
     else if (k == "nuclei") {
       if (!v.is_array()) config_fail("nuclei must be an array of names (\"1H\", \"13C\", \"19F\", \"31P\")");
       c.nuclei.fill(false);
@@ -162,7 +166,7 @@ ShiftModelConfig ShiftModelConfig::from_json(const std::string& text) {
 
 bool shift_model_decay(const std::string& name, const Tensor& param) {
   if (param.dim() < 2) return false;
-  for (const char* table : {"tokens.", "solvent.", "edge_mul.", "edge_bias."})
+  for (const char* table : {"tokens.", "solvent.", "edge_mul.", "edge_bias.", "atom_chem.", "graph_pair."})
     if (name.rfind(table, 0) == 0) return false;
   return true;
 }
@@ -186,6 +190,18 @@ ShiftModel::ShiftModel(const ShiftModelConfig& c, uint64_t seed, DType dtype) : 
   if (c.solvent_conditioning)
     solvent_ = register_module("solvent", std::make_shared<Embedding>(c.num_solvents, D, derive_seed(seed, 1), dtype));
   emb_ln_ = register_module("emb_ln", std::make_shared<LayerNorm>(D, 1e-5, dtype));
+  if (c.atom_features) {
+    atom_chem_ = register_module("atom_chem", std::make_shared<Embedding>(kShiftAtomFeatureRows, D, derive_seed(seed, 7), dtype));
+    NoGradGuard ng;
+    Tensor w = atom_chem_->weight();
+    w.zero_();
+  }
+  if (c.graph_pairs) {
+    graph_pair_ = register_module("graph_pair", std::make_shared<Embedding>(kShiftPairTypes, H, derive_seed(seed, 8), dtype));
+    NoGradGuard ng;
+    Tensor w = graph_pair_->weight();
+    w.zero_();
+  }
 
   // Pair initialisation: per-edge-type affine (mul 1, bias 0), K Gaussians with mean and std ~ U(0, 3)
   // (Uni-Mol's init), then the K -> K -> H "gbf_proj" MLP.
@@ -270,7 +286,7 @@ struct ShiftModel::HostMasks {
 };
 
 namespace {
-void check_batch(const ShiftBatch& b, bool need_solvent) {
+void check_batch(const ShiftBatch& b, bool need_solvent, const ShiftModelConfig& c) {
   if (!b.tokens.defined() || b.tokens.dim() != 2) throw Error("ShiftModel: tokens must be (B, N)");
   const int64_t B = b.batch_size(), N = b.seq_len();
   auto shape_is = [](const Tensor& t, const Shape& s) { return t.defined() && t.shape() == s; };
@@ -282,6 +298,25 @@ void check_batch(const ShiftBatch& b, bool need_solvent) {
   if (N < 1) throw Error("ShiftModel: empty sequences (N = 0)");
   if (need_solvent && !shape_is(b.solvent, {B}))
     throw Error("ShiftModel: solvent must be " + shape_str({B}) + ", got " + (b.solvent.defined() ? b.solvent.str() : "undefined"));
+  auto ids_in = [](const Tensor& t, const char* what, int64_t rows) {
+    if (t.dtype() != DType::I32) throw Error(std::string("ShiftModel: ") + what + " must be i32");
+    for (int32_t v : t.to_vector<int32_t>())
+      if (v < 0 || v >= rows)
+        throw Error(std::string("ShiftModel: ") + what + " value " + std::to_string(v) + " is outside [0, " +
+                    std::to_string(rows) + ")");
+  };
+  if (c.atom_features) {
+    if (!shape_is(b.atom_features, {B, N, kShiftAtomFeatures}))
+      throw Error("ShiftModel: the model uses atom features: atom_features must be " + shape_str({B, N, kShiftAtomFeatures}) +
+                  ", got " + (b.atom_features.defined() ? b.atom_features.str() : "undefined"));
+    ids_in(b.atom_features, "atom_features", kShiftAtomFeatureRows);
+  }
+  if (c.graph_pairs) {
+    if (!shape_is(b.pair_types, {B, N, N}))
+      throw Error("ShiftModel: the model uses graph pairs: pair_types must be " + shape_str({B, N, N}) + ", got " +
+                  (b.pair_types.defined() ? b.pair_types.str() : "undefined"));
+    ids_in(b.pair_types, "pair_types", kShiftPairTypes);
+  }
 }
 }  // namespace
 
@@ -312,7 +347,7 @@ Tensor ShiftModel::attention(const ShiftModelLayer& l, const Tensor& x, Tensor* 
 }
 
 ShiftOutput ShiftModel::forward(const ShiftBatch& batch, bool with_delta_pair) {
-  check_batch(batch, cfg_.solvent_conditioning);
+  check_batch(batch, cfg_.solvent_conditioning, cfg_);
   const int64_t B = batch.batch_size(), N = batch.seq_len(), D = cfg_.dim, H = cfg_.heads;
   const Device dev = tok_->weight().device();
   HostMasks m = HostMasks::build(batch, cfg_, dtype_, dev, true);
@@ -342,10 +377,12 @@ ShiftOutput ShiftModel::forward(const ShiftBatch& batch, bool with_delta_pair) {
                      reshape(edge_bias_->forward(m.edge), {B, N, N}));          // (B, N, N)
   Tensor g = gaussian_basis(x_aff, gbf_mean_, gbf_std_);                        // (B, N, N, K)
   Tensor b0 = gbf_fc2_->forward(gelu(gbf_fc1_->forward(g)));                   // (B, N, N, H)
+  if (cfg_.graph_pairs) b0 = add(b0, graph_pair_->forward(batch.pair_types.to(dev)));  // (B, N, N, H)
   Tensor bias0 = permute(b0, {0, 3, 1, 2});                                     // (B, H, N, N)
 
   // Token embedding (+ solvent on [CLS], position 0), LayerNorm, dropout, padding rows zeroed.
   Tensor h = tok_->forward(tokens);  // (B, N, D)
+  if (cfg_.atom_features) h = add(h, sum(atom_chem_->forward(batch.atom_features.to(dev)), {2}));  // (B, N, F, D) -> (B, N, D)
   if (cfg_.solvent_conditioning) {
     std::vector<int32_t> sv = host_i32(batch.solvent, "solvent");
     for (int64_t bb = 0; bb < B; ++bb)
@@ -394,7 +431,7 @@ ShiftOutput ShiftModel::forward(const ShiftBatch& batch, bool with_delta_pair) {
 }
 
 Tensor ShiftModel::coordinate_head(const ShiftOutput& out, const ShiftBatch& batch) const {
-  check_batch(batch, false);
+  check_batch(batch, false, ShiftModelConfig{});
   const int64_t B = batch.batch_size(), N = batch.seq_len();
   if (!out.delta_pair.defined() || out.delta_pair.shape() != Shape{B, N, N, cfg_.heads})
     throw Error("ShiftModel::coordinate_head: delta_pair must be " + shape_str({B, N, N, cfg_.heads}) + " for this batch");

@@ -1,9 +1,9 @@
 // The shift model: a Uni-Mol encoder with a pair representation (MODELS.md §3) and per-nucleus node heads
 // (NMRNet++, MODELS.md §1c), plus the coordinate, distance and masked-token heads of denoising pretraining.
 //
-//   h     = Embed(tok) [+ Solvent(solvent) on the [CLS] token]                       (B, N, D)
+//   h     = Embed(tok) [+ sum_f AtomChem(feat_f)] [+ Solvent(solvent) on the [CLS] token]  (B, N, D)
 //   x_ij  = mul[e_ij] * d_ij + bias[e_ij],  e_ij = tok_i * V + tok_j                   (B, N, N)
-//   b0    = Linear_K->H(GELU(Linear_K->K(GaussianBasis_K(x))))  permuted               (B, H, N, N)
+//   b0    = Linear_K->H(GELU(Linear_K->K(GaussianBasis_K(x)))) [+ GraphPair(type_ij)]  permuted  (B, H, N, N)
 //   x     = Dropout(LN(h)) * key_mask
 //   per layer (pre-LN): a = pair_bias_attention(q, k, v, bias, key_mask); bias <- a.logits
 //                       x += Dropout(Out(a.out));  x += Dropout(FFN(LN(x)))
@@ -25,6 +25,13 @@
 //     and resumable from (seed, step). Attention dropout needs the probabilities, which the fused op does
 //     not expose, so when it is on (and only in training) the attention is composed from matmul, softmax
 //     and dropout, with the same logits.
+//   - Chemistry inputs (not in Uni-Mol, config switches, off by default): per-atom hybridisation, aromaticity,
+//     ring membership, attached-H count and formal charge as embedding rows summed into the token embedding
+//     (atom_features), and the bond-graph relation of every pair (bonded by which bond order, or the
+//     shortest-path length) as one learned bias per head added to the distance bias (graph_pairs). Uni-Mol
+//     must infer bonding and hybridisation from distances alone; handing them over saves a CPU-bound
+//     training run most of that work. Both tables start at zero, so switching them on leaves a trained
+//     model's function unchanged (a model without them can be continued with them: `--init`).
 //   - The coordinate head sums over real atoms only ([CLS]/[SEP] sit at placeholder coordinates), which
 //     makes it exactly SE(3)-equivariant for any input placement; n is the number of real tokens.
 #pragma once
@@ -54,6 +61,8 @@ struct ShiftModelConfig {
   int64_t num_solvents = 8;         // chem::Solvent classes (0 = unknown)
   std::array<bool, kShiftNuclei> nuclei{true, true, true, true};  // which nuclei (1H, 13C, 19F, 31P) have a head
   bool solvent_conditioning = true;  // add a solvent embedding to the [CLS] token before the embedding LN
+  bool atom_features = false;  // add per-atom chemistry embeddings (ShiftBatch::atom_features) to the tokens
+  bool graph_pairs = false;    // add a per-head bias of the bond-graph pair type (ShiftBatch::pair_types) to b0
 
   static ShiftModelConfig small();  // the CPU default (see shift_model.cpp for the measured step time)
   static ShiftModelConfig large();  // Uni-Mol / NMRNet++ size: 15 layers, 512 wide, 64 heads, FFN 2048, K = 128
@@ -128,6 +137,8 @@ class ShiftModel : public Module {
   uint64_t step_ = 0;
 
   std::shared_ptr<Embedding> tok_, solvent_;
+  std::shared_ptr<Embedding> atom_chem_;   // (kShiftAtomFeatureRows, D), zero-initialised; null when off
+  std::shared_ptr<Embedding> graph_pair_;  // (kShiftPairTypes, H), zero-initialised; null when off
   std::shared_ptr<LayerNorm> emb_ln_;
   std::shared_ptr<Embedding> edge_mul_, edge_bias_;  // (V*V, 1)
   Tensor gbf_mean_, gbf_std_;                        // (K)

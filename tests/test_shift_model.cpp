@@ -534,3 +534,88 @@ TEST_CASE("ShiftModel: small() training step time" * doctest::skip()) {
               static_cast<long long>(model.num_parameters()), static_cast<long long>(N), 1000 * total / steps,
               1000 * best, num_threads());
 }
+
+TEST_CASE("ShiftModel: chemistry inputs (atom features, graph pairs)") {
+  ShiftModelConfig plain = tiny_config();
+  ShiftModelConfig chem = plain;
+  chem.atom_features = true;
+  chem.graph_pairs = true;
+  CHECK(ShiftModelConfig::from_json(chem.to_json()) == chem);
+  CHECK_FALSE(ShiftModelConfig::from_json(plain.to_json()).atom_features);
+
+  Mol m = random_mol(8, 21);
+  m.solvent = 1;
+  test::add_random_chem(m, 22);
+  Mol other = random_mol(5, 23);
+  test::add_random_chem(other, 24);
+  const ShiftBatch b = make_batch({m, other}, 12);
+
+  // Both tables start at zero: a model with them computes what the same weights compute without them, so a
+  // trained model can be continued with them.
+  ShiftModel base(plain, 31), with(chem, 31);
+  base.eval();
+  with.eval();
+  std::map<std::string, Tensor> state = with.state_dict();
+  CHECK(state.count("atom_chem.weight") == 1);
+  CHECK(state.count("graph_pair.weight") == 1);
+  CHECK(max_abs_diff(f32(base.forward(b).shifts), f32(with.forward(b).shifts)) < 1e-6);
+
+  // With non-zero tables the inputs matter, and the model stays invariant / equivariant.
+  {
+    NoGradGuard ng;
+    state.at("atom_chem.weight").copy_(rand_normal({kShiftAtomFeatureRows, chem.dim}, 0, 0.5, 41));
+    state.at("graph_pair.weight").copy_(rand_normal({kShiftPairTypes, chem.heads}, 0, 0.5, 42));
+  }
+  const std::vector<float> s = f32(with.forward(make_batch({m})).shifts);  // (1, 10, 4)
+  CHECK(max_abs_diff(s, f32(base.forward(make_batch({m})).shifts)) > 1e-3);
+  Mol changed = m;
+  changed.feats[3 * kShiftAtomFeatures + 1] = kShiftAtomFeatureOffsets[1] + (m.feats[3 * kShiftAtomFeatures + 1] == 8 ? 2 : 1);
+  CHECK(max_abs_diff(s, f32(with.forward(make_batch({changed})).shifts)) > 1e-4);
+  Mol repaired = m;
+  repaired.pairs[1 * 8 + 2] = repaired.pairs[2 * 8 + 1] = m.pairs[1 * 8 + 2] == 6 ? 7 : 6;
+  CHECK(max_abs_diff(s, f32(with.forward(make_batch({repaired})).shifts)) > 1e-4);
+
+  auto R = random_rotation(55);
+  CHECK(max_abs_diff(s, f32(with.forward(make_batch({transformed(m, R, {0.5, -1.0, 2.0})})).shifts)) < 1e-5);
+
+  std::vector<size_t> perm = {3, 0, 7, 5, 1, 6, 2, 4};  // new atom i = old atom perm[i]
+  Mol pm = m;
+  for (size_t i = 0; i < perm.size(); ++i) {
+    pm.tokens[i] = m.tokens[perm[i]];
+    for (int k = 0; k < 3; ++k) pm.xyz[i * 3 + k] = m.xyz[perm[i] * 3 + k];
+    for (int k = 0; k < kShiftAtomFeatures; ++k) pm.feats[i * kShiftAtomFeatures + k] = m.feats[perm[i] * kShiftAtomFeatures + k];
+    for (size_t j = 0; j < perm.size(); ++j) pm.pairs[i * 8 + j] = m.pairs[perm[i] * 8 + perm[j]];
+  }
+  const std::vector<float> sp = f32(with.forward(make_batch({pm})).shifts);
+  double worst = 0;
+  for (size_t i = 0; i < perm.size(); ++i)
+    for (int n = 0; n < 4; ++n) worst = std::max(worst, std::fabs(double(sp[(1 + i) * 4 + n]) - s[(1 + perm[i]) * 4 + n]));
+  CHECK(worst < 1e-5);
+
+  // Padding rows of a longer batch do not change row 0.
+  const std::vector<float> sb = f32(with.forward(make_batch({m, other}, 15)).shifts);  // (2, 15, 4)
+  worst = 0;
+  for (int64_t i = 0; i < 10; ++i)
+    for (int n = 0; n < 4; ++n) worst = std::max(worst, std::fabs(double(sb[i * 4 + n]) - s[i * 4 + n]));
+  CHECK(worst < 1e-5);
+
+  // The model asks for the inputs it uses, and rejects ids outside their tables.
+  ShiftBatch bare = b;
+  bare.pair_types = Tensor();
+  CHECK_THROWS_WITH_AS(with.forward(bare), doctest::Contains("pair_types"), Error);
+  ShiftBatch bad = b;
+  bad.atom_features = Tensor::full({2, 12, kShiftAtomFeatures}, kShiftAtomFeatureRows, DType::I32);
+  CHECK_THROWS_WITH_AS(with.forward(bad), doctest::Contains("outside [0, 25)"), Error);
+  CHECK_NOTHROW(base.forward(bare));  // a model without them ignores them
+
+  // Gradients reach both tables.
+  with.train();
+  Tensor loss = sum(square(with.forward(b, false).shifts));
+  loss.backward();
+  for (const char* name : {"atom_chem.weight", "graph_pair.weight"}) {
+    const std::vector<float> g = f32(state.at(name).grad());
+    double mx = 0;
+    for (float v : g) mx = std::max(mx, std::fabs(double(v)));
+    CHECK_MESSAGE(mx > 0, name);
+  }
+}

@@ -119,7 +119,29 @@ struct Mol {
   std::vector<int32_t> tokens;  // atoms only
   std::vector<double> xyz;      // (n, 3)
   int32_t solvent = 0;
+  // Optional chemistry inputs (layers/shift_batch.h encodings), atoms only: (n, kShiftAtomFeatures) table
+  // rows and (n, n) pair types. make_batch fills ShiftBatch::atom_features / pair_types when every
+  // molecule has them.
+  std::vector<int32_t> feats;
+  std::vector<int32_t> pairs;
 };
+
+// Random but valid chemistry inputs for m: a value per feature field, symmetric pair types with 1 on the
+// diagonal.
+inline void add_random_chem(Mol& m, uint64_t seed) {
+  const int64_t n = static_cast<int64_t>(m.tokens.size());
+  const int field_rows[kShiftAtomFeatures] = {6, 2, 2, 5, 5};  // values per field (row 0 is "not an atom")
+  Rng rng(seed);
+  std::vector<int32_t> r = rng.integers({n * kShiftAtomFeatures + n * n}, 0, 1000).to_vector<int32_t>();
+  m.feats.assign(n * kShiftAtomFeatures, 0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < kShiftAtomFeatures; ++k)
+      m.feats[i * kShiftAtomFeatures + k] = kShiftAtomFeatureOffsets[k] + 1 + r[i * kShiftAtomFeatures + k] % field_rows[k];
+  m.pairs.assign(n * n, 1);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i + 1; j < n; ++j)
+      m.pairs[i * n + j] = m.pairs[j * n + i] = 2 + r[n * kShiftAtomFeatures + i * n + j] % (kShiftPairTypes - 2);
+}
 
 // n atoms drawn from a C-heavy pool, coordinates uniform in [-2.5, 2.5) Å, the given solvent class.
 inline Mol random_mol(int n, uint64_t seed, int32_t solvent = 0) {
@@ -159,6 +181,24 @@ inline ShiftBatch make_batch(const std::vector<Mol>& mols, int64_t min_len = 0) 
   batch.key_mask = Tensor::from_vector<int32_t>(km, {B, N});
   batch.solvent = Tensor::from_vector<int32_t>(solv, {B});
   for (int64_t b = 0; b < B; ++b) batch.entries.push_back(b);
+  bool chem = true;
+  for (auto& m : mols) chem = chem && !m.feats.empty() && !m.pairs.empty();
+  if (chem) {
+    const int64_t F = kShiftAtomFeatures;
+    std::vector<int32_t> feats(B * N * F), pairs(B * N * N, 0);  // (B, N, F), (B, N, N)
+    for (int64_t t = 0; t < B * N; ++t)
+      for (int64_t k = 0; k < F; ++k) feats[t * F + k] = kShiftAtomFeatureOffsets[k];
+    for (int64_t b = 0; b < B; ++b) {
+      const Mol& m = mols[b];
+      const int64_t n = static_cast<int64_t>(m.tokens.size());
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t k = 0; k < F; ++k) feats[(b * N + 1 + i) * F + k] = m.feats[i * F + k];
+        for (int64_t j = 0; j < n; ++j) pairs[(b * N + 1 + i) * N + 1 + j] = m.pairs[i * n + j];
+      }
+    }
+    batch.atom_features = Tensor::from_vector<int32_t>(feats, {B, N, F});
+    batch.pair_types = Tensor::from_vector<int32_t>(pairs, {B, N, N});
+  }
   return batch;
 }
 

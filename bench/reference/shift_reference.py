@@ -13,8 +13,8 @@ shifts only; train: zero_grad, forward in training mode, loss, backward, clip_gr
 warm-up and prints one JSON line in the same shape as bench_shift_compare's.
 
 The model, written from the architecture comment of layers/shift_model.h:
-  h = Embed(tok) + Solvent(solvent) on [CLS];  x = LN(h) * key_mask
-  x_ij = mul[tok_i V + tok_j] d_ij + bias[...];  b0 = Linear(GELU(Linear(GaussianBasis(x)))) -> (B, H, N, N)
+  h = Embed(tok) [+ sum_f AtomChem(feat_f)] + Solvent(solvent) on [CLS];  x = LN(h) * key_mask
+  x_ij = mul[tok_i V + tok_j] d_ij + bias[...];  b0 = Linear(GELU(Linear(GaussianBasis(x)))) [+ GraphPair(type_ij)] -> (B, H, N, N)
   per layer (pre-LN): logits = q k^T / sqrt(dh) + bias; p = softmax over valid keys; bias <- logits
                       x += Out(p v);  x += FC2(GELU(FC1(LN(x))))
   shifts[..., n] = Linear(tanh(Linear(LN_final(x)))) per nucleus with a head.
@@ -57,6 +57,10 @@ class ShiftModel(nn.Module):
         if c.get("solvent_conditioning", True):
             self.solvent = nn.Embedding(c["num_solvents"], D)
         self.emb_ln = nn.LayerNorm(D, eps=1e-5)
+        if c.get("atom_features", False):
+            self.atom_chem = nn.Embedding(25, D)  # layers/shift_batch.h kShiftAtomFeatureRows
+        if c.get("graph_pairs", False):
+            self.graph_pair = nn.Embedding(14, H)  # kShiftPairTypes
         self.edge_mul = nn.Embedding(V * V, 1)
         self.edge_bias = nn.Embedding(V * V, 1)
         self.gbf_mean = nn.Parameter(torch.zeros(K))
@@ -79,7 +83,7 @@ class ShiftModel(nn.Module):
         self.mlm_ln = nn.LayerNorm(D, eps=1e-5)
         self.mlm_bias = nn.Parameter(torch.zeros(V))
 
-    def forward(self, tokens, coords, key_mask, solvent):
+    def forward(self, tokens, coords, key_mask, solvent, atom_features=None, pair_types=None):
         c = self.c
         B, N = tokens.shape
         V, D, H = c["vocab_size"], c["dim"], c["heads"]
@@ -99,9 +103,14 @@ class ShiftModel(nn.Module):
         x_aff = self.edge_mul(edge).squeeze(-1) * dist + self.edge_bias(edge).squeeze(-1)
         s = self.gbf_std.abs() + 1e-5
         g = torch.exp(-0.5 * ((x_aff[..., None] - self.gbf_mean) / s) ** 2) / (math.sqrt(2 * math.pi) * s)  # (B, N, N, K)
-        bias = self.gbf_fc2(F.gelu(self.gbf_fc1(g))).permute(0, 3, 1, 2).contiguous()  # (B, H, N, N)
+        b0 = self.gbf_fc2(F.gelu(self.gbf_fc1(g)))                          # (B, N, N, H)
+        if c.get("graph_pairs", False):
+            b0 = b0 + self.graph_pair(pair_types.long())
+        bias = b0.permute(0, 3, 1, 2).contiguous()                          # (B, H, N, N)
 
         h = self.tokens(tokens)                                             # (B, N, D)
+        if c.get("atom_features", False):
+            h = h + self.atom_chem(atom_features.long()).sum(2)             # (B, N, F, D) -> (B, N, D)
         if c.get("solvent_conditioning", True):
             h = torch.cat([h[:, :1] + self.solvent(solvent)[:, None], h[:, 1:]], dim=1)
         keyf = key.to(h.dtype)[..., None]
@@ -176,7 +185,8 @@ def main():
     a = harness.parser(__doc__.split("\n")[0], "shift").parse_args()
     dev = harness.setup(a)
     model, batch, lam = load(a.model, a.batch, dev)
-    args = (batch["tokens"], batch["coords"], batch["key_mask"], batch["solvent"])
+    args = (batch["tokens"], batch["coords"], batch["key_mask"], batch["solvent"], batch.get("atom_features"),
+            batch.get("pair_types"))
 
     # Parity first: eval mode, our shifts and loss from the batch file.
     model.eval()

@@ -316,3 +316,50 @@ TEST_CASE("features: invariant ranks are permutation invariant") {
   const auto rp = invariant_ranks(permuted(m, p));
   for (int i = 0; i < 7; ++i) CHECK(rp[p[i]] == r[i]);
 }
+
+TEST_CASE("features: shift-model atom feature rows and bond-graph pair types") {
+  Molecule m = methanol();  // C0 O1 H2 H3 H4 (on C) H5 (on O)
+  m.atoms[1].formal_charge = 3;  // clamped to +2
+  m.bonds[0].type = BondType::Double;
+  const MoleculeFeatures f = featurize(m);
+  const int T = 8, F = kShiftAtomFeatures;  // [CLS] 6 atoms [SEP]
+  REQUIRE(f.token_features.size() == static_cast<size_t>(T * F));
+  REQUIRE(f.token_pairs.size() == static_cast<size_t>(T * T));
+  for (int t : {0, T - 1})  // [CLS], [SEP]: the "not an atom" row of every field
+    for (int k = 0; k < F; ++k) CHECK(f.token_features[t * F + k] == kShiftAtomFeatureOffsets[k]);
+  // carbon (token 1): SP3 (3), not aromatic, not in a ring, 3 H, charge 0
+  const int carbon[] = {0 + 1 + 3, 7 + 1 + 0, 10 + 1 + 0, 13 + 1 + 3, 19 + 1 + 2};
+  for (int k = 0; k < F; ++k) CHECK(f.token_features[1 * F + k] == carbon[k]);
+  CHECK(f.token_features[2 * F + 4] == 19 + 1 + 4);  // oxygen's +3 clamped to +2
+  CHECK(f.token_features[3 * F + 0] == 0 + 1 + 0);   // hydrogen: S -> 0
+  for (int v : f.token_features) CHECK((v >= 0 && v < kShiftAtomFeatureRows));
+
+  auto pair = [&](int a, int b) { return static_cast<int>(f.token_pairs[(a + 1) * T + (b + 1)]); };
+  CHECK(pair(0, 0) == 1);                // itself
+  CHECK(pair(0, 1) == 2 + 1);            // C=O (double)
+  CHECK(pair(0, 2) == 2 + 0);            // C-H (single)
+  CHECK(pair(1, 2) == 6);                // O..H on C: 2 bonds
+  CHECK(pair(2, 3) == 6);                // H..H on C: 2 bonds
+  CHECK(pair(2, 5) == 7);                // H on C .. H on O: 3 bonds
+  for (int a = 0; a < 6; ++a)
+    for (int b = 0; b < 6; ++b) CHECK(pair(a, b) == pair(b, a));
+  for (int t = 0; t < T; ++t) {  // [CLS]/[SEP] rows and columns are 0
+    CHECK(f.token_pairs[t] == 0);
+    CHECK(f.token_pairs[t * T] == 0);
+    CHECK(f.token_pairs[(T - 1) * T + t] == 0);
+    CHECK(f.token_pairs[t * T + T - 1] == 0);
+  }
+
+  // Disconnected atoms and paths longer than kShiftPairMaxPath share the last type: a chain of 11 carbons
+  // plus one lone atom.
+  Molecule chain;
+  chain.id = "chain";
+  for (int i = 0; i < 12; ++i) chain.atoms.push_back(atom(6, 2, 2));
+  for (int i = 0; i + 1 < 11; ++i) chain.bonds.push_back({i, i + 1});
+  const MoleculeFeatures g = featurize(chain);
+  auto gp = [&](int a, int b) { return static_cast<int>(g.token_pairs[(a + 1) * 14 + (b + 1)]); };
+  CHECK(gp(0, 8) == 4 + 8);                // 8 bonds
+  CHECK(gp(0, 9) == kShiftPairTypes - 1);  // 9 bonds
+  CHECK(gp(0, 11) == kShiftPairTypes - 1); // not connected
+  CHECK(gp(11, 11) == 1);
+}
