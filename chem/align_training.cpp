@@ -201,6 +201,39 @@ std::vector<int32_t> optimal_by_shifts(const std::vector<double>& carbon_predict
   return optimal_choice(sample_peaks(peak_ppm, peak_multiplicity), groups, {}, name);
 }
 
+// Both: cost(p, group) = |group's mean prediction - ppm_p| (+ the L1 tie-break term) + weight * the
+// align-score class cost (nats, class_costs_from_scores).
+std::vector<int32_t> optimal_combined(const std::vector<double>& carbon_predicted_ppm, const std::vector<double>& scores,
+                                      double weight, const std::vector<float>& peak_ppm,
+                                      const std::vector<int32_t>& peak_multiplicity,
+                                      const std::vector<int32_t>& carbon_class,
+                                      const std::vector<int32_t>& carbon_multiplicity, const std::string& name) {
+  const size_t P = peak_ppm.size(), C = carbon_class.size();
+  check_block(peak_ppm, peak_multiplicity, carbon_class, carbon_multiplicity, name);
+  if (carbon_predicted_ppm.size() != C)
+    throw Error(name + ": " + std::to_string(carbon_predicted_ppm.size()) + " predicted shifts for " +
+                std::to_string(C) + " carbons");
+  if (scores.size() != P * C)
+    throw Error(name + ": " + std::to_string(scores.size()) + " scores for " + std::to_string(P) + " peaks x " +
+                std::to_string(C) + " carbons");
+  if (!(weight >= 0) || std::isinf(weight)) throw Error(name + ": the combine weight must be finite and >= 0");
+  const CarbonGroups groups = group_carbons(carbon_class, carbon_multiplicity);
+  const size_t G = groups.members.size();
+  std::vector<double> cost = class_costs_from_scores(scores, static_cast<int64_t>(P), static_cast<int64_t>(C),
+                                                     groups.members);  // (P, G) nats
+  const double tie = AssignOptions{}.l2_tie_break;
+  for (size_t g = 0; g < G; ++g) {
+    double mean = 0;
+    for (int32_t c : groups.members[g]) mean += carbon_predicted_ppm[static_cast<size_t>(c)];
+    mean /= static_cast<double>(groups.members[g].size());
+    for (size_t p = 0; p < P; ++p) {
+      const double d = mean - peak_ppm[p];
+      cost[p * G + g] = std::fabs(d) + tie * d * d + weight * cost[p * G + g];
+    }
+  }
+  return optimal_choice(sample_peaks(peak_ppm, peak_multiplicity), groups, cost, name);
+}
+
 // The shift model's 13C prediction (ppm) for every paired carbon (AlignSample::carbon_atoms order) of the
 // listed samples, with each entry's own solvent (the spectrum's); a sample whose molecule has no 3-D
 // coordinates gets an empty vector.
@@ -306,6 +339,16 @@ std::vector<int32_t> assign_peaks_optimal_by_shifts(const std::vector<double>& c
                                                     const std::vector<int32_t>& carbon_multiplicity) {
   return optimal_by_shifts(carbon_predicted_ppm, peak_ppm, peak_multiplicity, carbon_class, carbon_multiplicity,
                            "assign_peaks_optimal_by_shifts");
+}
+
+std::vector<int32_t> assign_peaks_optimal_combined(const std::vector<double>& carbon_predicted_ppm,
+                                                   const std::vector<double>& scores, double weight,
+                                                   const std::vector<float>& peak_ppm,
+                                                   const std::vector<int32_t>& peak_multiplicity,
+                                                   const std::vector<int32_t>& carbon_class,
+                                                   const std::vector<int32_t>& carbon_multiplicity) {
+  return optimal_combined(carbon_predicted_ppm, scores, weight, peak_ppm, peak_multiplicity, carbon_class,
+                          carbon_multiplicity, "assign_peaks_optimal_combined");
 }
 
 std::vector<Peak> sample_peaks(const std::vector<float>& peak_ppm, const std::vector<int32_t>& peak_multiplicity) {
@@ -742,6 +785,12 @@ AlignEvalReport evaluate_align(AlignModel& model, const AlignDataset& data, cons
       const int64_t right_predict = score(optimal_by_shifts(predicted[k], ppm, mult, s.carbon_class, mult, name));
       rep.assignment_predict.add(n, right_predict);
       rep.assignment_predict_by_size[bucket].add(n, right_predict);
+      if (o.combine_weight > 0) {
+        const int64_t right_both =
+            score(optimal_combined(predicted[k], block, o.combine_weight, ppm, mult, s.carbon_class, mult, name));
+        rep.assignment_combined.add(n, right_both);
+        rep.assignment_combined_by_size[bucket].add(n, right_both);
+      }
     }
   }
   model.train(was_training);
@@ -804,6 +853,10 @@ std::string AlignEvalReport::table() const {
   if (predict_evaluated) {
     arow("shift predictor + optimal", assignment_predict);
     buckets(assignment_predict_by_size);
+    if (combine_weight > 0) {
+      arow("shift predictor + alignment + optimal", assignment_combined);
+      buckets(assignment_combined_by_size);
+    }
     std::snprintf(line, sizeof line, "  (shift predictor 13C MAE on these carbons %.3f ppm", predict_error.mae());
     s << line;
     if (predict_skipped > 0) s << "; " << predict_skipped << " molecules without 3-D coordinates left out";
@@ -833,6 +886,10 @@ std::string AlignEvalReport::to_json() const {
   if (predict_evaluated) {
     j["assignment_predict_optimal"] = assignment_json(assignment_predict);
     j["assignment_predict_optimal_by_carbons"] = by_size_json(assignment_predict_by_size);
+    if (combine_weight > 0) {
+      j["assignment_combined_optimal"] = assignment_json(assignment_combined);
+      j["assignment_combined_optimal_by_carbons"] = by_size_json(assignment_combined_by_size);
+    }
     j["assignment_predict_skipped"] = predict_skipped;
     j["assignment_predict_13c_mae"] = predict_error.n ? json(predict_error.mae()) : json(nullptr);
     j["in_group_predict"] = topk_json(in_group_predict);

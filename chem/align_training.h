@@ -35,8 +35,10 @@
 //       shift predictor + optimal (only with AlignEvalOptions::shift_model): the shift model's per-atom 13C
 //                 predictions for the molecule's prepared 3-D structure (no Open Babel: the dataset holds the
 //                 coordinates), averaged over each class, and the L1 cost |predicted - peak|; this is
-//                 `larmor assign --method predict` on the test molecules.
-//     So the three methods are scored on the same peaks by the same rule (correct_assignments).
+//                 `larmor assign --method predict` on the test molecules;
+//       both (with a shift model and AlignEvalOptions::combine_weight > 0): the sum of the two costs,
+//                 |predicted - peak| + w * the align cost, w in ppm per nat as in the combined retrieval score.
+//     So the methods are scored on the same peaks by the same rule (correct_assignments).
 //   - Retrieval by the shift predictor (only with AlignEvalOptions::shift_model): a second, independent way
 //     to rank candidate structures for a spectrum, by how well the candidate's predicted 13C spectrum explains
 //     the observed peak list (fit_predicted_spectrum). The query is the sample's molecule-level distinct peak
@@ -155,6 +157,8 @@ int64_t correct_assignments(const std::vector<int32_t>& choice, const std::vecto
 //   by scores: scores (P x C) row-major; cost(p, group) = -log_softmax over groups of max over the group's
 //              carbons of scores[p, c].
 //   by shifts: carbon_predicted_ppm (C); a group's prediction is the mean over its carbons; L1 cost.
+//   combined:  the by-shifts L1 cost (ppm, with assign_peaks' small squared tie-break term) + weight * the
+//              by-scores cost (nats): the assignment counterpart of the combined retrieval score.
 std::vector<int32_t> assign_peaks_optimal_by_scores(const std::vector<double>& scores, const std::vector<float>& peak_ppm,
                                                     const std::vector<int32_t>& peak_multiplicity,
                                                     const std::vector<int32_t>& carbon_class,
@@ -164,6 +168,12 @@ std::vector<int32_t> assign_peaks_optimal_by_shifts(const std::vector<double>& c
                                                     const std::vector<int32_t>& peak_multiplicity,
                                                     const std::vector<int32_t>& carbon_class,
                                                     const std::vector<int32_t>& carbon_multiplicity);
+std::vector<int32_t> assign_peaks_optimal_combined(const std::vector<double>& carbon_predicted_ppm,
+                                                   const std::vector<double>& scores, double weight,
+                                                   const std::vector<float>& peak_ppm,
+                                                   const std::vector<int32_t>& peak_multiplicity,
+                                                   const std::vector<int32_t>& carbon_class,
+                                                   const std::vector<int32_t>& carbon_multiplicity);
 
 // The shift model's 13C prediction (ppm) for every atom of each listed dataset entry (indices into
 // Dataset::entries), from the prepared 3-D structures: the featurize tokens/coordinates `larmor predict` feeds,
@@ -252,6 +262,10 @@ struct AlignEvalReport {
   ErrorStats predict_error;     // the shift model's per-carbon 13C error (ppm) on that row's carbons
   AssignmentStats assignment_predict;
   std::map<std::string, AssignmentStats> assignment_predict_by_size;
+  // both (only when predict_evaluated and combine_weight > 0): the optimal assignment on
+  // |predicted - ppm| + combine_weight * the align-score class cost
+  AssignmentStats assignment_combined;
+  std::map<std::string, AssignmentStats> assignment_combined_by_size;
   // retrieval by the shift predictor's score (only when predict_evaluated)
   double unmatched_penalty = 0;    // u used
   TopKStats in_group_predict;      // same groups and queries as in_group

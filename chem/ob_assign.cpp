@@ -82,6 +82,20 @@ AssignReport finish(const Molecule& mol, const std::vector<Peak>& peaks, std::ve
   return r;
 }
 
+// The molecule's carbon classes, after checking the peak list against its carbon count (before any model runs).
+std::vector<CarbonClass> checked_classes(const Molecule& mol, const std::vector<Peak>& peaks, const std::string& peaks_name) {
+  std::vector<CarbonClass> classes = chem::carbon_classes(mol);
+  int32_t carbons = 0;
+  for (const CarbonClass& c : classes) carbons += static_cast<int32_t>(c.atoms.size());
+  chem::validate_peak_list(peaks, carbons, peaks_name);
+  return classes;
+}
+
+void require_13c_head(const ShiftPredictor& predictor) {
+  if (!predictor.available_nuclei()[static_cast<size_t>(chem::Nucleus::C13)])
+    throw Error("assign: the model '" + predictor.path() + "' has no 13C head");
+}
+
 }  // namespace
 
 int32_t input_atom_index(const Molecule& mol, int32_t atom) {
@@ -110,13 +124,8 @@ std::vector<CarbonClass> predict_carbon_classes(ShiftPredictor& predictor, const
   return classes;
 }
 
-AssignReport assign_by_alignment(AlignModel& model, const Molecule& mol, const std::vector<Peak>& peaks,
-                                 const chem::AssignOptions& options, const std::string& peaks_name,
-                                 const std::string& model_path) {
-  std::vector<CarbonClass> classes = chem::carbon_classes(mol);
-  int32_t carbons = 0;
-  for (const CarbonClass& c : classes) carbons += static_cast<int32_t>(c.atoms.size());
-  chem::validate_peak_list(peaks, carbons, peaks_name);
+std::vector<double> alignment_class_costs(AlignModel& model, const Molecule& mol, const std::vector<Peak>& peaks) {
+  const std::vector<CarbonClass> classes = chem::carbon_classes(mol);
 
   // The graph side: every carbon of the molecule as an atom-level row (its ppm is not read at inference).
   std::vector<int32_t> atom_node;
@@ -158,9 +167,40 @@ AssignReport assign_by_alignment(AlignModel& model, const Molecule& mol, const s
     members.emplace_back();
     for (int32_t a : c.atoms) members.back().push_back(row_of_atom.at(a));
   }
-  const std::vector<double> cost = chem::class_costs_from_scores(scaled, P, C, members);  // (P, classes)
+  return chem::class_costs_from_scores(scaled, P, C, members);  // (P, classes)
+}
+
+AssignReport assign_by_alignment(AlignModel& model, const Molecule& mol, const std::vector<Peak>& peaks,
+                                 const chem::AssignOptions& options, const std::string& peaks_name,
+                                 const std::string& model_path) {
+  std::vector<CarbonClass> classes = checked_classes(mol, peaks, peaks_name);
+  const std::vector<double> cost = alignment_class_costs(model, mol, peaks);
   AssignReport r = finish(mol, peaks, std::move(classes), cost, options, "align", peaks_name);
   r.model = model_path;
+  return r;
+}
+
+AssignReport assign_by_both(ShiftPredictor& predictor, AlignModel& model, const Molecule& mol,
+                            const std::vector<Peak>& peaks, chem::Solvent solvent, const chem::AssignOptions& options,
+                            double weight, const std::string& peaks_name, const std::string& align_model_path) {
+  if (!(weight >= 0) || std::isinf(weight)) throw Error("assign: the combine weight must be finite and >= 0");
+  std::vector<CarbonClass> classes = checked_classes(mol, peaks, peaks_name);
+  require_13c_head(predictor);
+  std::vector<double> cost = alignment_class_costs(model, mol, peaks);  // (P, classes) nats
+  ShiftPrediction p;
+  classes = predict_carbon_classes(predictor, mol, solvent, &p);  // same classes, same order, with predictions
+  const size_t P = peaks.size(), G = classes.size();
+  if (cost.size() != P * G) throw Error("assign: the two methods disagree on the carbon classes");
+  const double tie = options.l2_tie_break;
+  for (size_t i = 0; i < P; ++i)
+    for (size_t g = 0; g < G; ++g) {
+      const double d = classes[g].predicted_ppm - peaks[i].shift;
+      cost[i * G + g] = std::fabs(d) + tie * d * d + weight * cost[i * G + g];
+    }
+  AssignReport r = finish(p.molecule, peaks, std::move(classes), cost, options, "both", peaks_name);
+  r.model = predictor.path() + " + " + align_model_path;
+  r.solvent = solvent;
+  if (!p.warning.empty()) r.warnings.insert(r.warnings.begin(), p.warning);
   return r;
 }
 
@@ -168,12 +208,8 @@ AssignReport assign_by_prediction(ShiftPredictor& predictor, const Molecule& mol
                                   chem::Solvent solvent, const chem::AssignOptions& options,
                                   const std::string& peaks_name) {
   // Check the list against the molecule before the (slower) conformer and model run.
-  std::vector<CarbonClass> classes = chem::carbon_classes(mol);
-  int32_t carbons = 0;
-  for (const CarbonClass& c : classes) carbons += static_cast<int32_t>(c.atoms.size());
-  chem::validate_peak_list(peaks, carbons, peaks_name);
-  if (!predictor.available_nuclei()[static_cast<size_t>(chem::Nucleus::C13)])
-    throw Error("assign: the model '" + predictor.path() + "' has no 13C head");
+  std::vector<CarbonClass> classes = checked_classes(mol, peaks, peaks_name);
+  require_13c_head(predictor);
 
   ShiftPrediction p;
   classes = predict_carbon_classes(predictor, mol, solvent, &p);

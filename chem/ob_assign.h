@@ -54,6 +54,19 @@ AssignReport assign_by_alignment(AlignModel& model, const chem::Molecule& mol, c
                                  const chem::AssignOptions& options, const std::string& peaks_name = "peaks",
                                  const std::string& model_path = "");
 
+// The alignment model's cost of every peak on every carbon class (the matrix assign_by_alignment solves):
+// (peaks, classes) row-major in the order of chem::carbon_classes(mol), nats.
+std::vector<double> alignment_class_costs(AlignModel& model, const chem::Molecule& mol,
+                                          const std::vector<chem::Peak>& peaks);
+
+// Both methods: cost(p, k) = |predicted_k - ppm_p| (+ the L1 tie-break term) + weight * the alignment cost
+// (weight in ppm per nat; 1 was chosen on the valid split, where it beat either method alone: `larmor eval
+// align` row "shift predictor + alignment + optimal"). Classes carry the predicted shifts for display.
+AssignReport assign_by_both(ShiftPredictor& predictor, AlignModel& model, const chem::Molecule& mol,
+                            const std::vector<chem::Peak>& peaks, chem::Solvent solvent,
+                            const chem::AssignOptions& options, double weight = 1.0,
+                            const std::string& peaks_name = "peaks", const std::string& align_model_path = "");
+
 // Any method that scores peaks against the molecule's carbon classes: cost is (peaks, classes) row-major in
 // the order of chem::carbon_classes(mol) (lower = better). `classes` may carry predicted shifts for display.
 AssignReport assign_with_costs(const chem::Molecule& mol, const std::vector<chem::Peak>& peaks,

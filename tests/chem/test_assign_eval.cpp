@@ -123,6 +123,25 @@ TEST_CASE("optimal assignment on predicted shifts: L1 over class means, one peak
   CHECK_THROWS_AS(assign_peaks_optimal_by_shifts({31}, ppm, mult, cls, mult), Error);
 }
 
+TEST_CASE("optimal assignment on both costs: weight 0 is the predictor's, a large weight the scores'") {
+  const std::vector<float> ppm = {30, 32};
+  const std::vector<int32_t> cls = {0, 1}, mult = {4, 4};
+  const std::vector<double> predicted = {31, 35};   // predictor: peak 0 -> carbon 0, peak 1 -> carbon 1
+  const std::vector<double> scores = {0, 4, 4, 0};  // scores: the swap, with a 4-nat margin per peak
+  CHECK(assign_peaks_optimal_combined(predicted, scores, 0.0, ppm, mult, cls, mult) ==
+        assign_peaks_optimal_by_shifts(predicted, ppm, mult, cls, mult));
+  CHECK(assign_peaks_optimal_combined(predicted, scores, 100.0, ppm, mult, cls, mult) ==
+        assign_peaks_optimal_by_scores(scores, ppm, mult, cls, mult));
+  CHECK(assign_peaks_optimal_by_scores(scores, ppm, mult, cls, mult) == std::vector<int32_t>{1, 0});
+  // the predictor prefers its map by (5 + 1) - (1 + 3) = 2 ppm, the scores the swap by ~8 nats: w = 0.1
+  // makes that 0.8 ppm (keep the predictor's map), w = 1 makes it 8 ppm (take the swap)
+  CHECK(assign_peaks_optimal_combined(predicted, scores, 0.1, ppm, mult, cls, mult) == std::vector<int32_t>{0, 1});
+  CHECK(assign_peaks_optimal_combined(predicted, scores, 1.0, ppm, mult, cls, mult) == std::vector<int32_t>{1, 0});
+  CHECK_THROWS_AS(assign_peaks_optimal_combined(predicted, scores, -1.0, ppm, mult, cls, mult), Error);
+  CHECK_THROWS_AS(assign_peaks_optimal_combined({31}, scores, 1.0, ppm, mult, cls, mult), Error);
+  CHECK_THROWS_AS(assign_peaks_optimal_combined(predicted, {0, 1}, 1.0, ppm, mult, cls, mult), Error);
+}
+
 TEST_CASE("eval align: the shift predictor + optimal row is 100% when the peaks are the model's predictions") {
   LoadedShiftModel shift = load_shift_model(test::tiny_trained_model());
   Dataset ds = test::chain_dataset();

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `larmor assign` as a user runs it, by both methods: the CSV contract, exit codes, bad peak lists named.
+# `larmor assign` as a user runs it, by each method (predict, align, both): the CSV contract, exit codes, bad peak lists named.
 #   assign_cli.sh LARMOR_BINARY SHIFT_MODEL ALIGN_MODEL
 # Exits 77 (CTest: skipped) when either model file is absent.
 set -uo pipefail
@@ -18,10 +18,12 @@ fail() { echo "FAIL: $*"; for f in "$tmp"/out "$tmp"/err; do [[ -f $f ]] && { ec
 
 # Ethyl benzoate, 7 distinct 13C peaks with multiplicities (the ortho and meta pairs are one peak each).
 printf '170.1 S\n132.8 D\n130.6 S\n129.6 D\n128.3 D\n60.9 T\n14.3 Q\n' >"$tmp/eb.txt"
-for method in predict align; do
+for method in predict align both; do
   model=$shift_model
   [[ $method == align ]] && model=$align_model
-  "$larmor" assign --method $method --model "$model" --smiles 'CCOC(=O)c1ccccc1' --peaks "$tmp/eb.txt" --format csv \
+  extra=()
+  [[ $method == both ]] && extra=(--align-model "$align_model")
+  "$larmor" assign --method $method --model "$model" "${extra[@]}" --smiles 'CCOC(=O)c1ccccc1' --peaks "$tmp/eb.txt" --format csv \
     >"$tmp/out" 2>"$tmp/err" || fail "$method: exited $?"
   [[ $(head -1 "$tmp/out") == peak_ppm,multiplicity,atom_index,equivalent_atoms,predicted_ppm,error_ppm,confidence ]] ||
     fail "$method: CSV header"
@@ -32,7 +34,7 @@ for method in predict align; do
   grep -q '^60.90,T,1,' "$tmp/out" || fail "$method: CH2 peak not on atom 1"
   grep -q '^170.10,S,3,' "$tmp/out" || fail "$method: C=O peak not on atom 3"
   # k best: two ranked assignments
-  "$larmor" assign --method $method --model "$model" --smiles 'CCOC(=O)c1ccccc1' --peaks "$tmp/eb.txt" --format json --k 2 \
+  "$larmor" assign --method $method --model "$model" "${extra[@]}" --smiles 'CCOC(=O)c1ccccc1' --peaks "$tmp/eb.txt" --format json --k 2 \
     >"$tmp/out" 2>"$tmp/err" || fail "$method --k 2: exited $?"
   grep -q '"rank":2' "$tmp/out" || fail "$method: no second assignment"
 done
@@ -56,4 +58,12 @@ if "$larmor" assign --method align --model "$tmp/none.safetensors" --smiles CCO 
   fail "missing model exited 0"
 fi
 grep -q 'none.safetensors' "$tmp/err" || fail "missing model: the error does not name the file"
+if "$larmor" assign --method both --model "$shift_model" --align-model "$tmp/none.safetensors" --smiles CCO \
+  --peaks "$tmp/ok.txt" >"$tmp/out" 2>"$tmp/err"; then
+  fail "both: missing alignment model exited 0"
+fi
+grep -q 'none.safetensors' "$tmp/err" || fail "both: missing alignment model not named"
+if "$larmor" assign --method both --combine-weight -1 --smiles CCO --peaks "$tmp/ok.txt" >"$tmp/out" 2>"$tmp/err"; then
+  fail "negative --combine-weight exited 0"
+fi
 echo "assign CLI: all checks passed"

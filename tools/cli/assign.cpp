@@ -3,7 +3,8 @@
 // assignment with per-peak confidences, and with --k N the N best assignments, out as a table, CSV or JSON.
 // Thin on purpose: methods produce a peaks x carbon-class cost matrix and share the assignment and the output
 // formats (chem/ob_assign.h); `--method predict` is the shift predictor + the optimal assignment, `--method
-// align` the alignment model's peak-carbon scores (-log softmax over classes) + the same assignment. The peak
+// align` the alignment model's peak-carbon scores (-log softmax over classes) + the same assignment, `--method
+// both` the sum of the two costs (ppm + --combine-weight ppm per nat x nats). The peak
 // list is read and checked before the model is loaded, so a bad list fails fast with its file and line.
 #include <cmath>
 #include <cstdio>
@@ -28,7 +29,9 @@ namespace {
 struct AssignArgs {
   std::string smiles, sdf, peaks, method = "predict", model, solvent = "unknown", format = "table";
   int k = 1;
-  double temperature = 0;  // 0: the method's default (predict: 2 ppm, align: 1 nat)
+  double temperature = 0;  // 0: the method's default (predict, both: 2 ppm; align: 1 nat)
+  double combine_weight = 1.0;
+  std::string align_model;  // --method both: the alignment model (--model names the shift model)
   bool no_multiplicity = false;
 };
 
@@ -53,7 +56,10 @@ void run_assign(const AssignArgs& a) {
   if (sources != 1) throw Error("assign: give exactly one of --smiles, --sdf");
   if (a.format != "table" && a.format != "csv" && a.format != "json")
     throw Error("assign: --format must be table, csv or json");
-  if (a.method != "predict" && a.method != "align") throw Error("assign: --method must be predict or align");
+  if (a.method != "predict" && a.method != "align" && a.method != "both")
+    throw Error("assign: --method must be predict, align or both");
+  if (!(a.combine_weight >= 0) || std::isinf(a.combine_weight))
+    throw Error("assign: --combine-weight must be finite and >= 0");
   if (a.k < 1 || a.k > 1000) throw Error("assign: --k must be between 1 and 1000");
   const chem::Solvent solvent = chem::solvent_flag_or_throw(a.solvent, "assign");
   const std::vector<chem::Peak> peaks = chem::read_peak_list_file(a.peaks);
@@ -66,7 +72,7 @@ void run_assign(const AssignArgs& a) {
   chem::AssignOptions options;
   options.k_best = a.k;
   if (a.temperature < 0 || !std::isfinite(a.temperature)) throw Error("assign: --temperature must be positive");
-  options.temperature = a.temperature > 0 ? a.temperature : (a.method == "align" ? 1.0 : 2.0);
+  options.temperature = a.temperature > 0 ? a.temperature : (a.method == "align" ? 1.0 : 2.0);  // both: ppm
   options.use_multiplicity = !a.no_multiplicity;
 
   // A method turns (molecule, peaks) into a report; the assignment and the formats are shared.
@@ -74,6 +80,11 @@ void run_assign(const AssignArgs& a) {
   if (a.method == "predict") {
     ShiftPredictor predictor(a.model.empty() ? kDefaultShiftModel : a.model);
     report = assign_by_prediction(predictor, mol, peaks, solvent, options, a.peaks);
+  } else if (a.method == "both") {
+    ShiftPredictor predictor(a.model.empty() ? kDefaultShiftModel : a.model);
+    const std::string path = a.align_model.empty() ? kDefaultAlignModel : a.align_model;
+    chem::LoadedAlignModel loaded = chem::load_align_model(path);
+    report = assign_by_both(predictor, *loaded.model, mol, peaks, solvent, options, a.combine_weight, a.peaks, path);
   } else {
     const std::string path = a.model.empty() ? kDefaultAlignModel : a.model;
     chem::LoadedAlignModel loaded = chem::load_align_model(path);
@@ -99,10 +110,18 @@ void add_assign_command(CLI::App& app) {
   cmd->add_option("--smiles", a->smiles, "the molecule as SMILES");
   cmd->add_option("--sdf", a->sdf, "the molecule as a one-record SD file");
   cmd->add_option("--peaks", a->peaks, "13C peak list: one shift per line, optional S/D/T/Q ('-' = stdin)")->required();
-  cmd->add_option("--method", a->method, "predict (shift model + optimal assignment) or align (alignment model + optimal assignment)")
+  cmd->add_option("--method", a->method,
+                  "predict (shift model + optimal assignment), align (alignment model + optimal assignment) or both "
+                  "(the sum of the two costs)")
       ->capture_default_str();
   cmd->add_option("--model", a->model,
-                  "checkpoint (default: models/larmor-shift-small.safetensors for predict, models/larmor-align.safetensors for align)");
+                  "checkpoint (default: models/larmor-shift-small.safetensors for predict and both, "
+                  "models/larmor-align.safetensors for align)");
+  cmd->add_option("--align-model", a->align_model,
+                  "--method both: the alignment model (default: models/larmor-align.safetensors)");
+  cmd->add_option("--combine-weight", a->combine_weight,
+                  "--method both: ppm per nat of alignment cost (1 was chosen on the valid split)")
+      ->capture_default_str();
   cmd->add_option("--solvent", a->solvent, "CDCl3, DMSO-d6, CD3OD, acetone-d6, D2O, C6D6 or unknown")
       ->capture_default_str();
   cmd->add_option("--k", a->k, "also list the k best assignments (k >= 1)")->capture_default_str();
