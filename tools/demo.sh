@@ -2,7 +2,7 @@
 # Installs what is missing, builds into build/, and runs the main job on the shipped defaults: 13C and 1H
 # shifts of a few well-known molecules with the shipped model (models/larmor-shift-small.safetensors), as
 # tables and as SVG stick spectra under out/demo/, after a short engine self-check (`larmor demo`); then the
-# 13C peak assignment of ethyl benzoate by both methods (shift predictor, alignment model: models/larmor-align).
+# 13C peak assignment of ethyl benzoate by each method (shift predictor, alignment model: models/larmor-align, both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
@@ -23,7 +23,7 @@ echo "stick spectra: out/demo/spectrum_<record>_<nucleus>.svg"
 if [[ -f models/larmor-align.safetensors ]]; then
   # ethyl benzoate, 13C in CDCl3 (literature values; S/D/T/Q = attached H)
   printf '%s\n' '166.6 S' '132.8 D' '130.5 S' '129.5 D' '128.3 D' '60.9 T' '14.3 Q' >out/demo/ethyl_benzoate_13c.txt
-  for method in predict align; do
+  for method in predict align both; do
     echo
     echo "== larmor assign --method $method --smiles 'CCOC(=O)c1ccccc1' --peaks out/demo/ethyl_benzoate_13c.txt --k 2"
     ./build/tools/larmor assign --method $method --smiles 'CCOC(=O)c1ccccc1' --peaks out/demo/ethyl_benzoate_13c.txt \
