@@ -184,6 +184,18 @@ std::vector<int32_t> optimal_by_scores(const std::vector<double>& scores, const 
   return optimal_choice(sample_peaks(peak_ppm, peak_multiplicity), groups, cost, name);
 }
 
+// The carbons' groups, each predicted at the mean of its carbons' predictions.
+CarbonGroups predicted_groups(const std::vector<double>& carbon_predicted_ppm, const std::vector<int32_t>& carbon_class,
+                              const std::vector<int32_t>& carbon_multiplicity) {
+  CarbonGroups groups = group_carbons(carbon_class, carbon_multiplicity);
+  for (size_t g = 0; g < groups.members.size(); ++g) {
+    double sum = 0;
+    for (int32_t c : groups.members[g]) sum += carbon_predicted_ppm[static_cast<size_t>(c)];
+    groups.classes[g].predicted_ppm = sum / static_cast<double>(groups.members[g].size());
+  }
+  return groups;
+}
+
 std::vector<int32_t> optimal_by_shifts(const std::vector<double>& carbon_predicted_ppm, const std::vector<float>& peak_ppm,
                                        const std::vector<int32_t>& peak_multiplicity,
                                        const std::vector<int32_t>& carbon_class,
@@ -192,12 +204,7 @@ std::vector<int32_t> optimal_by_shifts(const std::vector<double>& carbon_predict
   if (carbon_predicted_ppm.size() != carbon_class.size())
     throw Error(name + ": " + std::to_string(carbon_predicted_ppm.size()) + " predicted shifts for " +
                 std::to_string(carbon_class.size()) + " carbons");
-  CarbonGroups groups = group_carbons(carbon_class, carbon_multiplicity);
-  for (size_t g = 0; g < groups.members.size(); ++g) {
-    double sum = 0;
-    for (int32_t c : groups.members[g]) sum += carbon_predicted_ppm[static_cast<size_t>(c)];
-    groups.classes[g].predicted_ppm = sum / static_cast<double>(groups.members[g].size());
-  }
+  const CarbonGroups groups = predicted_groups(carbon_predicted_ppm, carbon_class, carbon_multiplicity);
   return optimal_choice(sample_peaks(peak_ppm, peak_multiplicity), groups, {}, name);
 }
 
@@ -217,21 +224,13 @@ std::vector<int32_t> optimal_combined(const std::vector<double>& carbon_predicte
     throw Error(name + ": " + std::to_string(scores.size()) + " scores for " + std::to_string(P) + " peaks x " +
                 std::to_string(C) + " carbons");
   if (!(weight >= 0) || std::isinf(weight)) throw Error(name + ": the combine weight must be finite and >= 0");
-  const CarbonGroups groups = group_carbons(carbon_class, carbon_multiplicity);
-  const size_t G = groups.members.size();
-  std::vector<double> cost = class_costs_from_scores(scores, static_cast<int64_t>(P), static_cast<int64_t>(C),
-                                                     groups.members);  // (P, G) nats
-  const double tie = AssignOptions{}.l2_tie_break;
-  for (size_t g = 0; g < G; ++g) {
-    double mean = 0;
-    for (int32_t c : groups.members[g]) mean += carbon_predicted_ppm[static_cast<size_t>(c)];
-    mean /= static_cast<double>(groups.members[g].size());
-    for (size_t p = 0; p < P; ++p) {
-      const double d = mean - peak_ppm[p];
-      cost[p * G + g] = std::fabs(d) + tie * d * d + weight * cost[p * G + g];
-    }
-  }
-  return optimal_choice(sample_peaks(peak_ppm, peak_multiplicity), groups, cost, name);
+  const CarbonGroups groups = predicted_groups(carbon_predicted_ppm, carbon_class, carbon_multiplicity);
+  const std::vector<Peak> peaks = sample_peaks(peak_ppm, peak_multiplicity);
+  std::vector<double> cost = predicted_shift_costs(peaks, groups.classes, AssignOptions{}.l2_tie_break, name);  // (P, G) ppm
+  const std::vector<double> align = class_costs_from_scores(scores, static_cast<int64_t>(P), static_cast<int64_t>(C),
+                                                            groups.members);  // (P, G) nats
+  for (size_t i = 0; i < cost.size(); ++i) cost[i] += weight * align[i];
+  return optimal_choice(peaks, groups, cost, name);
 }
 
 // The shift model's 13C prediction (ppm) for every paired carbon (AlignSample::carbon_atoms order) of the

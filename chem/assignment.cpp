@@ -343,6 +343,22 @@ std::string multiplicity_conflict(const std::vector<Peak>& peaks, const std::vec
 
 }  // namespace
 
+std::vector<double> predicted_shift_costs(const std::vector<Peak>& peaks, const std::vector<CarbonClass>& classes,
+                                          double l2_tie_break, const std::string& name) {
+  for (const CarbonClass& c : classes)
+    if (!std::isfinite(c.predicted_ppm))
+      throw Error(name + ": carbon class of atom " + std::to_string(c.atoms.empty() ? -1 : c.atoms[0]) +
+                  " has no predicted shift (needed for the L1 cost)");
+  const size_t G = classes.size();
+  std::vector<double> cost(peaks.size() * G);
+  for (size_t r = 0; r < peaks.size(); ++r)
+    for (size_t c = 0; c < G; ++c) {
+      const double d = classes[c].predicted_ppm - peaks[r].shift;
+      cost[r * G + c] = std::fabs(d) + l2_tie_break * d * d;
+    }
+  return cost;
+}
+
 PeakAssignmentResult assign_peaks(const std::vector<Peak>& peaks, const std::vector<CarbonClass>& classes,
                                   const std::vector<double>& cost, const AssignOptions& options,
                                   const std::string& name) {
@@ -366,17 +382,7 @@ PeakAssignmentResult assign_peaks(const std::vector<Peak>& peaks, const std::vec
   problem.extra_penalty = options.extra_peak_penalty;
   for (const CarbonClass& c : classes) problem.capacity.push_back(static_cast<int32_t>(c.atoms.size()));
   if (cost.empty()) {
-    problem.cost.resize(static_cast<size_t>(rows) * num_classes);
-    for (int32_t c = 0; c < num_classes; ++c)
-      if (!std::isfinite(classes[c].predicted_ppm))
-        throw Error(name + ": carbon class of atom " + std::to_string(classes[c].atoms[0]) +
-                    " has no predicted shift (needed for the L1 cost)");
-    for (int32_t r = 0; r < rows; ++r)
-      for (int32_t c = 0; c < num_classes; ++c)
-      {
-        const double d = classes[c].predicted_ppm - peaks[r].shift;
-        problem.cost[static_cast<size_t>(r) * num_classes + c] = std::fabs(d) + options.l2_tie_break * d * d;
-      }
+    problem.cost = predicted_shift_costs(peaks, classes, options.l2_tie_break, name);
   } else {
     if (cost.size() != static_cast<size_t>(rows) * num_classes)
       throw Error(name + ": cost matrix has " + std::to_string(cost.size()) + " entries, expected " +

@@ -148,6 +148,12 @@ struct PeakAssignmentResult {
   std::vector<std::string> warnings;
 };
 
+// The L1 cost of every peak on every class, (peaks, classes) row-major: |d| + l2_tie_break * d^2 with
+// d = classes[c].predicted_ppm - peaks[p].shift (the cost assign_peaks uses when a method passes none).
+// Throws larmor::Error, starting with `name`, when a class has no predicted shift.
+std::vector<double> predicted_shift_costs(const std::vector<Peak>& peaks, const std::vector<CarbonClass>& classes,
+                                          double l2_tie_break, const std::string& name);
+
 // Solves the assignment of `peaks` to `classes`. cost: (peaks, classes) row-major, or empty for the L1 cost
 // |d| + l2_tie_break * d^2 with d = classes[c].predicted_ppm - peaks[p].shift. `name` (the peak list's file name) starts error messages.
 // Throws larmor::Error for an empty list, a non-finite or out-of-range (outside -50..400 ppm) shift, more

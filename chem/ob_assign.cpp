@@ -186,17 +186,12 @@ AssignReport assign_by_both(ShiftPredictor& predictor, AlignModel& model, const 
   if (!(weight >= 0) || std::isinf(weight)) throw Error("assign: the combine weight must be finite and >= 0");
   std::vector<CarbonClass> classes = checked_classes(mol, peaks, peaks_name);
   require_13c_head(predictor);
-  std::vector<double> cost = alignment_class_costs(model, mol, peaks);  // (P, classes) nats
+  const std::vector<double> align = alignment_class_costs(model, mol, peaks);  // (P, classes) nats
   ShiftPrediction p;
   classes = predict_carbon_classes(predictor, mol, solvent, &p);  // same classes, same order, with predictions
-  const size_t P = peaks.size(), G = classes.size();
-  if (cost.size() != P * G) throw Error("assign: the two methods disagree on the carbon classes");
-  const double tie = options.l2_tie_break;
-  for (size_t i = 0; i < P; ++i)
-    for (size_t g = 0; g < G; ++g) {
-      const double d = classes[g].predicted_ppm - peaks[i].shift;
-      cost[i * G + g] = std::fabs(d) + tie * d * d + weight * cost[i * G + g];
-    }
+  std::vector<double> cost = chem::predicted_shift_costs(peaks, classes, options.l2_tie_break, peaks_name);  // ppm
+  if (cost.size() != align.size()) throw Error("assign: the two methods disagree on the carbon classes");
+  for (size_t i = 0; i < cost.size(); ++i) cost[i] += weight * align[i];
   AssignReport r = finish(p.molecule, peaks, std::move(classes), cost, options, "both", peaks_name);
   r.model = predictor.path() + " + " + align_model_path;
   r.solvent = solvent;

@@ -398,27 +398,21 @@ const ShiftSample& ShiftDataset::sample(int64_t i) const {
 
 ShiftBatch pad_shift_inputs(const std::vector<ShiftInputRow>& rows) {
   if (rows.empty()) fail("pad_shift_inputs", "no rows");
+  const int64_t F = kShiftAtomFeatures;
   size_t longest = 0;
+  bool chem = true;  // every row carries atom features and pair types
   for (size_t b = 0; b < rows.size(); ++b) {
     const ShiftInputRow& r = rows[b];
     if (!r.tokens || !r.coords || r.coords->size() != r.tokens->size() * 3)
       fail("pad_shift_inputs", "row " + std::to_string(b) + ": coords must hold 3 values per token");
-    longest = std::max(longest, r.tokens->size());
-  }
-  const int64_t B = static_cast<int64_t>(rows.size()), N = static_cast<int64_t>(longest);
-  const int64_t F = kShiftAtomFeatures;
-  bool chem = true;  // every row carries atom features and pair types
-  for (size_t b = 0; b < rows.size(); ++b) {
-    const ShiftInputRow& r = rows[b];
     const size_t T = r.tokens->size();
-    if (!r.atom_features || !r.pair_types) {
-      chem = false;
-      continue;
-    }
-    if (r.atom_features->size() != T * F || r.pair_types->size() != T * T)
+    longest = std::max(longest, T);
+    if (!r.atom_features || !r.pair_types) chem = false;
+    else if (r.atom_features->size() != T * F || r.pair_types->size() != T * T)
       fail("pad_shift_inputs", "row " + std::to_string(b) + ": atom features / pair types are not sized to its " +
                                    std::to_string(T) + " tokens");
   }
+  const int64_t B = static_cast<int64_t>(rows.size()), N = static_cast<int64_t>(longest);
   std::vector<int32_t> tokens(B * N, 0), key_mask(B * N, 0), solvent(B, 0);  // (B, N), (B, N), (B)
   std::vector<float> coords(B * N * 3, 0.0f);                                  // (B, N, 3)
   std::vector<int32_t> feats(chem ? B * N * F : 0, 0), pairs(chem ? B * N * N : 0, 0);  // (B, N, F), (B, N, N)

@@ -190,18 +190,15 @@ ShiftModel::ShiftModel(const ShiftModelConfig& c, uint64_t seed, DType dtype) : 
   if (c.solvent_conditioning)
     solvent_ = register_module("solvent", std::make_shared<Embedding>(c.num_solvents, D, derive_seed(seed, 1), dtype));
   emb_ln_ = register_module("emb_ln", std::make_shared<LayerNorm>(D, 1e-5, dtype));
-  if (c.atom_features) {
-    atom_chem_ = register_module("atom_chem", std::make_shared<Embedding>(kShiftAtomFeatureRows, D, derive_seed(seed, 7), dtype));
+  auto zero_table = [&](const char* name, int64_t rows, int64_t width, uint64_t key) {  // starts as a no-op input
+    auto e = register_module(name, std::make_shared<Embedding>(rows, width, derive_seed(seed, key), dtype));
     NoGradGuard ng;
-    Tensor w = atom_chem_->weight();
+    Tensor w = e->weight();
     w.zero_();
-  }
-  if (c.graph_pairs) {
-    graph_pair_ = register_module("graph_pair", std::make_shared<Embedding>(kShiftPairTypes, H, derive_seed(seed, 8), dtype));
-    NoGradGuard ng;
-    Tensor w = graph_pair_->weight();
-    w.zero_();
-  }
+    return e;
+  };
+  if (c.atom_features) atom_chem_ = zero_table("atom_chem", kShiftAtomFeatureRows, D, 7);
+  if (c.graph_pairs) graph_pair_ = zero_table("graph_pair", kShiftPairTypes, H, 8);
 
   // Pair initialisation: per-edge-type affine (mul 1, bias 0), K Gaussians with mean and std ~ U(0, 3)
   // (Uni-Mol's init), then the K -> K -> H "gbf_proj" MLP.
@@ -286,7 +283,8 @@ struct ShiftModel::HostMasks {
 };
 
 namespace {
-void check_batch(const ShiftBatch& b, bool need_solvent, const ShiftModelConfig& c) {
+// The inputs every use needs; with a config, also those its switches ask for (solvent, chemistry inputs).
+void check_batch(const ShiftBatch& b, const ShiftModelConfig* uses = nullptr) {
   if (!b.tokens.defined() || b.tokens.dim() != 2) throw Error("ShiftModel: tokens must be (B, N)");
   const int64_t B = b.batch_size(), N = b.seq_len();
   auto shape_is = [](const Tensor& t, const Shape& s) { return t.defined() && t.shape() == s; };
@@ -296,7 +294,9 @@ void check_batch(const ShiftBatch& b, bool need_solvent, const ShiftModelConfig&
     throw Error("ShiftModel: key_mask must be " + shape_str({B, N}) + ", got " +
                 (b.key_mask.defined() ? b.key_mask.str() : "undefined"));
   if (N < 1) throw Error("ShiftModel: empty sequences (N = 0)");
-  if (need_solvent && !shape_is(b.solvent, {B}))
+  if (!uses) return;
+  const ShiftModelConfig& c = *uses;
+  if (c.solvent_conditioning && !shape_is(b.solvent, {B}))
     throw Error("ShiftModel: solvent must be " + shape_str({B}) + ", got " + (b.solvent.defined() ? b.solvent.str() : "undefined"));
   auto ids_in = [](const Tensor& t, const char* what, int64_t rows) {
     if (t.dtype() != DType::I32) throw Error(std::string("ShiftModel: ") + what + " must be i32");
@@ -347,7 +347,7 @@ Tensor ShiftModel::attention(const ShiftModelLayer& l, const Tensor& x, Tensor* 
 }
 
 ShiftOutput ShiftModel::forward(const ShiftBatch& batch, bool with_delta_pair) {
-  check_batch(batch, cfg_.solvent_conditioning, cfg_);
+  check_batch(batch, &cfg_);
   const int64_t B = batch.batch_size(), N = batch.seq_len(), D = cfg_.dim, H = cfg_.heads;
   const Device dev = tok_->weight().device();
   HostMasks m = HostMasks::build(batch, cfg_, dtype_, dev, true);
@@ -431,7 +431,7 @@ ShiftOutput ShiftModel::forward(const ShiftBatch& batch, bool with_delta_pair) {
 }
 
 Tensor ShiftModel::coordinate_head(const ShiftOutput& out, const ShiftBatch& batch) const {
-  check_batch(batch, false, ShiftModelConfig{});
+  check_batch(batch);
   const int64_t B = batch.batch_size(), N = batch.seq_len();
   if (!out.delta_pair.defined() || out.delta_pair.shape() != Shape{B, N, N, cfg_.heads})
     throw Error("ShiftModel::coordinate_head: delta_pair must be " + shape_str({B, N, N, cfg_.heads}) + " for this batch");
